@@ -1,0 +1,3 @@
+from spotdiff.cli import main
+
+main()

@@ -1,0 +1,175 @@
+"""The `spotdiff` command: a thin layer over the library, one function per verb.
+
+Bad input never shows a traceback: it prints one line `spotdiff: error: ...` and exits with 2.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+
+from spotdiff import frameworks as fw
+from spotdiff.errors import UserError
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+    help="Run one experiment in PyTorch, TensorFlow and JAX side by side and see where they differ.",
+)
+console = Console()
+err_console = Console(stderr=True, soft_wrap=True)
+
+
+def _split(value: Optional[str]) -> Optional[list[str]]:
+    if value is None:
+        return None
+    items = [v.strip() for v in value.split(",") if v.strip()]
+    return items
+
+
+@app.command()
+def run(
+    tasks: list[str] = typer.Argument(None, metavar="[TASK]...", help="tasks to run (default: all)"),
+    frameworks: Optional[str] = typer.Option(None, "--frameworks", "-f", help="comma list (default: all installed)"),
+    modes: Optional[str] = typer.Option(None, "--modes", "-m", help="comma list (default: every mode)"),
+    variant: Optional[str] = typer.Option(None, "--variant", help="manual | optimizer (default: both)"),
+    steps: Optional[int] = typer.Option(None, "--steps", help="training steps (task default: 2000)"),
+    seed: Optional[int] = typer.Option(None, "--seed", help="seed for data and init (default 0)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="timed repeats per cell (default 3)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="threads/cores per cell (default: all cores)"),
+    device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | gpu (default auto)"),
+    cell_timeout: Optional[float] = typer.Option(None, "--cell-timeout", help="seconds per cell (default 900)"),
+    set_: list[str] = typer.Option(None, "--set", help="task option key=value (repeatable)"),
+    config: Optional[Path] = typer.Option(None, "--config", help="experiment TOML file"),
+    out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<timestamp>)"),
+) -> None:
+    """Run the comparison: every task x framework x mode x variant, one child process per cell."""
+    from spotdiff.experiment import build_experiment, expand, load_toml, parse_set
+    from spotdiff.orchestrate import run_experiment
+    from spotdiff.report.terminal import parity_lines, results_tables
+
+    settings: dict[str, Any] = load_toml(config) if config else {}
+    out = out or (Path(settings.pop("out")) if "out" in settings else None)
+    settings.pop("out", None)
+    overrides = dict(settings.get("overrides", {}))
+    overrides.update(parse_set(set_ or []))
+    if steps is not None:
+        overrides["steps"] = steps
+    if device is not None and device not in ("auto", "cpu", "gpu"):
+        raise UserError(f"unknown device {device!r}; choose from: auto, cpu, gpu")
+    flags = {
+        "tasks": tasks or None, "frameworks": _split(frameworks), "modes": _split(modes),
+        "variants": [variant] if variant else None, "seed": seed, "repeats": repeats,
+        "threads": threads, "device": device, "cell_timeout_s": cell_timeout,
+    }
+    settings.update({k: v for k, v in flags.items() if v is not None})
+    settings["overrides"] = overrides
+    exp = build_experiment(settings)
+    cells = expand(exp)
+    total = len(cells)
+    position = {"n": 0}
+    status_line = console.status("")
+
+    def on_start(cell) -> None:
+        position["n"] += 1
+        status_line.update(f"[{position['n']}/{total}] {cell.task} {cell.framework} {cell.mode} {cell.variant} …")
+        status_line.start()
+
+    def on_done(outcome) -> None:
+        status_line.stop()
+        c, m = outcome.cell, outcome.metrics
+        mark = {"ok": "[green]ok[/]", "failed": "[red]failed[/]", "skipped": "[yellow]skipped[/]"}[outcome.status]
+        detail = (
+            f"steady {m.get('steady_step_us', 0):.1f} µs/step, first step {m.get('first_step_s', 0):.3f} s"
+            if outcome.status == "ok" and "steady_step_us" in m else (outcome.error or "")
+        )
+        console.print(
+            f"[{position['n']}/{total}] {c.task} {c.framework}-{c.mode} {c.variant}: {mark} "
+            f"({outcome.wall_s:.1f} s) {detail}", highlight=False,
+        )
+
+    try:
+        results, run_dir = run_experiment(exp, out, on_start=on_start, on_done=on_done)
+    except KeyboardInterrupt:
+        status_line.stop()
+        err_console.print("interrupted: finished cells kept in results.json, report written")
+        raise typer.Exit(130)
+    for table in results_tables(results):
+        console.print(table)
+    for line in parity_lines(results):
+        console.print(line, highlight=False)
+    console.print(f"results: {run_dir / 'results.json'}")
+    console.print(f"report:  {run_dir / 'report.html'}")
+
+
+@app.command("list")
+def list_() -> None:
+    """Tasks, their modes and variants, and the installed frameworks with versions."""
+    from rich.table import Table
+
+    from spotdiff.tasks import get_spec, task_names
+
+    table = Table(title="frameworks", title_justify="left")
+    table.add_column("framework")
+    table.add_column("version")
+    for name, framework in fw.FRAMEWORKS.items():
+        version = fw.installed_version(name)
+        table.add_row(f"{name} ({framework.label})", version or "[yellow]not installed[/]")
+    console.print(table)
+    for task in task_names():
+        spec = get_spec(task)
+        modes = Table(title=f"task {task}: {spec.summary}; variants: {', '.join(spec.variants)}", title_justify="left")
+        modes.add_column("framework")
+        modes.add_column("mode")
+        modes.add_column("what it runs")
+        for framework, names in spec.modes.items():
+            for mode in names:
+                modes.add_row(framework, mode, spec.mode_help.get((framework, mode), ""))
+        console.print(modes)
+
+
+@app.command()
+def report(run_dir: Path = typer.Argument(..., help="a run directory with results.json")) -> None:
+    """Re-render report.html (and the PNG plots) from RUN_DIR/results.json."""
+    from spotdiff.record import results as results_file
+    from spotdiff.report.html import render_report
+    from spotdiff.report.terminal import parity_lines, results_tables
+
+    results = results_file.load(run_dir)
+    path = render_report(results, run_dir)
+    for table in results_tables(results):
+        console.print(table)
+    for line in parity_lines(results):
+        console.print(line, highlight=False)
+    console.print(f"report:  {path}")
+
+
+@app.command()
+def history(limit: int = typer.Option(20, "--limit", help="how many runs to show (default 20)")) -> None:
+    """Past runs from the SQLite store (SPOTDIFF_HOME, default ~/.spotdiff)."""
+    from spotdiff.record import store
+    from spotdiff.report.terminal import history_table
+
+    runs = store.list_runs(limit)
+    if not runs:
+        console.print(f"no runs recorded yet in {store.db_path()}")
+        return
+    console.print(history_table(runs))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point: user errors become one line and exit code 2.
+
+    Typer itself answers malformed command lines (unknown option, missing value) with exit 2.
+    """
+    try:
+        app(args=argv, prog_name="spotdiff")
+    except UserError as error:
+        err_console.print(f"spotdiff: error: {error}", highlight=False, markup=False)
+        sys.exit(2)

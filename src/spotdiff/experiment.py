@@ -1,0 +1,164 @@
+"""One validated Experiment (from CLI flags and/or a TOML file) and its expansion into cells."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from spotdiff import frameworks as fw
+from spotdiff.errors import UserError
+from spotdiff.tasks import get_spec, task_names
+
+DEVICES = ("auto", "cpu", "gpu")
+
+
+class Experiment(BaseModel):
+    """What the user asked for. Defaults: every task, every framework, every mode and variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tasks: list[str] = Field(default_factory=task_names)
+    frameworks: list[str] = Field(default_factory=lambda: list(fw.FRAMEWORKS))
+    modes: list[str] | None = None  # None: every mode of every framework
+    variants: list[str] | None = None  # None: every variant of each task
+    seed: int = 0
+    repeats: int = Field(3, ge=1)
+    threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
+    device: Literal["auto", "cpu", "gpu"] = "auto"
+    cell_timeout_s: float = Field(900.0, gt=0)
+    overrides: dict[str, Any] = Field(default_factory=dict)  # --set key=value, validated per task
+
+
+class Cell(BaseModel):
+    """One child process: one task in one framework, mode and variant."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str
+    task: str
+    framework: str
+    mode: str
+    variant: str
+    seed: int
+    repeats: int
+    threads: int
+    device: str
+    params: dict[str, Any]
+
+
+def _one_line(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors():
+        where = ".".join(str(p) for p in item["loc"]) or "value"
+        parts.append(f"{where}: {item['msg']}")
+    return "; ".join(parts)
+
+
+def task_params(task: str, overrides: dict[str, Any]) -> BaseModel:
+    """The task's params model with the overrides that apply to it, validated."""
+    spec = get_spec(task)
+    fields = spec.params.model_fields
+    applicable = {k: v for k, v in overrides.items() if k in fields}
+    try:
+        return spec.params(**applicable)
+    except ValidationError as error:
+        raise UserError(f"bad --set value for task {task}: {_one_line(error)}") from None
+
+
+def validate(exp: Experiment) -> Experiment:
+    """Check every name against what exists; raise UserError naming the valid choices."""
+    if not exp.tasks:
+        raise UserError(f"no task given; choose from: {', '.join(task_names())}")
+    exp.tasks = list(dict.fromkeys(exp.tasks))
+    specs = [get_spec(t) for t in exp.tasks]
+    names = []
+    for name in exp.frameworks:
+        canonical = fw.canonical(name)
+        if canonical is None:
+            raise UserError(f"unknown framework {name!r}; choose from: {', '.join(fw.FRAMEWORKS)}")
+        names.append(canonical)
+    exp.frameworks = list(dict.fromkeys(names))
+    if exp.modes is not None:
+        valid = sorted({m for s in specs for f in exp.frameworks for m in s.modes.get(f, ())})
+        for mode in exp.modes:
+            if mode not in valid:
+                raise UserError(f"unknown mode {mode!r} for {', '.join(exp.frameworks)}; choose from: {', '.join(valid)}")
+    if exp.variants is not None:
+        valid = sorted({v for s in specs for v in s.variants})
+        for variant in exp.variants:
+            if variant not in valid:
+                raise UserError(f"unknown variant {variant!r}; choose from: {', '.join(valid)}")
+    known_keys = sorted({k for s in specs for k in s.params.model_fields})
+    for key in exp.overrides:
+        if key not in known_keys:
+            raise UserError(f"unknown --set key {key!r} for {', '.join(exp.tasks)}; choose from: {', '.join(known_keys)}")
+    for task in exp.tasks:
+        task_params(task, exp.overrides)
+    return exp
+
+
+def expand(exp: Experiment) -> list[Cell]:
+    """Every (task, framework, mode, variant) the experiment covers, in a stable order."""
+    cells = []
+    for task in exp.tasks:
+        spec = get_spec(task)
+        params = task_params(task, exp.overrides).model_dump()
+        for framework in exp.frameworks:
+            for mode in spec.modes.get(framework, ()):
+                if exp.modes is not None and mode not in exp.modes:
+                    continue
+                for variant in spec.variants:
+                    if exp.variants is not None and variant not in exp.variants:
+                        continue
+                    cells.append(
+                        Cell(
+                            id=f"{task}-{framework}-{mode}-{variant}-s{exp.seed}",
+                            task=task, framework=framework, mode=mode, variant=variant,
+                            seed=exp.seed, repeats=exp.repeats, threads=exp.threads,
+                            device=exp.device, params=params,
+                        )
+                    )
+    if not cells:
+        raise UserError("the selection matches no cell: check --frameworks, --modes and --variant")
+    return cells
+
+
+def parse_set(pairs: list[str]) -> dict[str, str]:
+    """`key=value` strings -> dict; values stay strings, each task's model converts them."""
+    out = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip():
+            raise UserError(f"--set expects key=value, got {pair!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Read an experiment TOML file (the same keys as Experiment, plus [set] for overrides)."""
+    try:
+        with open(path, "rb") as handle:
+            data = tomllib.load(handle)
+    except FileNotFoundError:
+        raise UserError(f"config file not found: {path}") from None
+    except tomllib.TOMLDecodeError as error:
+        raise UserError(f"malformed TOML in {path}: {error}") from None
+    if "set" in data:
+        data["overrides"] = data.pop("set")
+    allowed = set(Experiment.model_fields) | {"out"}
+    unknown = sorted(set(data) - allowed)
+    if unknown:
+        raise UserError(f"unknown key(s) in {path}: {', '.join(unknown)}; allowed: {', '.join(sorted((allowed | {'set'}) - {'overrides'}))}")
+    return data
+
+
+def build_experiment(config: dict[str, Any]) -> Experiment:
+    try:
+        exp = Experiment(**config)
+    except ValidationError as error:
+        raise UserError(f"bad experiment setting: {_one_line(error)}") from None
+    return validate(exp)

@@ -1,0 +1,74 @@
+"""Run an Experiment end to end: cells -> results.json -> parity -> history -> report."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+from spotdiff import runner
+from spotdiff.experiment import Cell, Experiment, expand, task_params
+from spotdiff.record import environment, results as results_file, store
+from spotdiff.tasks import get_spec
+
+
+def default_run_dir() -> Path:
+    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
+
+
+def compute_parity(cells: list[dict[str, Any]], exp: Experiment) -> dict[str, Any]:
+    parity = {}
+    for task in exp.tasks:
+        task_cells = [c for c in cells if c["task"] == task]
+        parity[task] = get_spec(task).parity(task_cells, task_params(task, exp.overrides))
+    return parity
+
+
+def run_experiment(
+    exp: Experiment,
+    run_dir: Path | None = None,
+    on_start: Callable[[Cell], None] = lambda cell: None,
+    on_done: Callable[[runner.CellOutcome], None] = lambda outcome: None,
+    index: bool = True,
+    render: bool = True,
+) -> tuple[dict[str, Any], Path]:
+    """Run every cell of `exp`; return (results, run_dir). On Ctrl-C the finished cells are kept,
+    the report is still written, and KeyboardInterrupt is re-raised."""
+    cells = expand(exp)
+    run_dir = Path(run_dir or default_run_dir())
+    run_dir.mkdir(parents=True, exist_ok=True)
+    results: dict[str, Any] = {
+        "schema": results_file.SCHEMA_VERSION,
+        "run_id": f"{run_dir.resolve().name}-{int(time.time() * 1000) % 100000:05d}",
+        "status": "running",
+        "environment": environment.collect(exp.threads, exp.device),
+        "experiment": exp.model_dump(),
+        "cells": [],
+        "parity": {},
+    }
+    path = run_dir / "results.json"
+    results_file.write(path, results)
+
+    def record(outcome: runner.CellOutcome) -> None:
+        results["cells"].append(outcome.as_record())
+        results_file.write(path, results)
+        on_done(outcome)
+
+    interrupted = False
+    try:
+        runner.run_cells(cells, run_dir, exp.cell_timeout_s, on_start=on_start, on_done=record)
+    except KeyboardInterrupt:
+        interrupted = True
+    results["status"] = "interrupted" if interrupted else "complete"
+    results["environment"]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+    results["parity"] = compute_parity(results["cells"], exp)
+    results_file.write(path, results)
+    if index:
+        store.index_run(results, run_dir)
+    if render:
+        from spotdiff.report.html import render_report
+
+        render_report(results, run_dir)
+    if interrupted:
+        raise KeyboardInterrupt
+    return results, run_dir

@@ -1,0 +1,1 @@
+"""What a run leaves behind: results.json (source of truth), the SQLite history index."""

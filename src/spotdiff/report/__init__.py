@@ -1,0 +1,1 @@
+"""Rendering results: terminal tables (rich), report.html and PNG plots (matplotlib)."""

@@ -1,0 +1,170 @@
+"""Local executor: one child process per cell, one at a time, so timed cells never share the CPU.
+
+The parent never imports a framework. It starts `python -m spotdiff.worker`, enforces the cell
+timeout, samples the child's memory, turns crashes and signals into failed cells, and rewrites
+results.json after every cell so an interrupted run keeps what it finished.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+import psutil
+
+from spotdiff import frameworks as fw
+from spotdiff.events import read_events
+from spotdiff.experiment import Cell
+
+STDERR_TAIL_LINES = 20
+POLL_S = 0.05
+
+
+@dataclass
+class CellOutcome:
+    """What the runner learned about one cell; `as_record()` is its results.json entry."""
+
+    cell: Cell
+    status: str  # ok | failed | skipped
+    error: str | None = None
+    stderr_tail: str | None = None
+    wall_s: float = 0.0
+    environment: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    series: dict[str, list[float]] = field(default_factory=dict)
+
+    def as_record(self) -> dict[str, Any]:
+        c = self.cell
+        return {
+            "id": c.id, "task": c.task, "framework": c.framework, "mode": c.mode,
+            "variant": c.variant, "seed": c.seed, "status": self.status, "error": self.error,
+            "stderr_tail": self.stderr_tail, "wall_s": self.wall_s,
+            "environment": self.environment, "metrics": self.metrics, "series": self.series,
+        }
+
+
+def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
+    if not path.exists():
+        return ""
+    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    return "\n".join(text[-lines:])
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def _kill_tree(proc: subprocess.Popen) -> None:
+    """Kill the child and anything it started (compile workers, ...)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
+
+
+def _rss_mb(process: psutil.Process) -> float:
+    try:
+        total = process.memory_info().rss
+        for child in process.children(recursive=True):
+            try:
+                total += child.memory_info().rss
+            except psutil.Error:
+                pass
+        return total / 2**20
+    except psutil.Error:
+        return 0.0
+
+
+def skip_reason(cell: Cell) -> str | None:
+    if fw.installed_version(cell.framework) is None:
+        extra = cell.framework
+        return f"{fw.FRAMEWORKS[cell.framework].label} is not installed (pip install 'spotdiff[{extra}]')"
+    return None
+
+
+def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
+    """Run one cell in a child process and collect its outcome; never raises for child failures."""
+    reason = skip_reason(cell)
+    if reason:
+        return CellOutcome(cell, "skipped", error=reason)
+    cell_dir.mkdir(parents=True, exist_ok=True)
+    cell_json, events_path = cell_dir / "cell.json", cell_dir / "events.jsonl"
+    stderr_path = cell_dir / "stderr.log"
+    cell_json.write_text(cell.model_dump_json(indent=1), encoding="utf-8")
+    events_path.unlink(missing_ok=True)
+    start = time.perf_counter()
+    with open(cell_dir / "stdout.log", "wb") as stdout, open(stderr_path, "wb") as stderr:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "spotdiff.worker", str(cell_json), str(events_path)],
+            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True,
+        )
+        sampled_peak_mb, timed_out = 0.0, False
+        try:
+            process = psutil.Process(proc.pid)
+            while proc.poll() is None:
+                sampled_peak_mb = max(sampled_peak_mb, _rss_mb(process))
+                if time.perf_counter() - start > timeout_s:
+                    timed_out = True
+                    _kill_tree(proc)
+                    break
+                time.sleep(POLL_S)
+        except BaseException:  # Ctrl-C in the parent: take the child down with us
+            _kill_tree(proc)
+            raise
+        finally:
+            try:  # leftover grandchildren (compile workers) of a finished child
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+    outcome = CellOutcome(cell, "failed", wall_s=time.perf_counter() - start)
+    for event in read_events(events_path):
+        kind = event["event"]
+        if kind == "environment":
+            outcome.environment = {"versions": event["versions"], "settings": event["settings"]}
+        elif kind == "metrics":
+            outcome.metrics.update(event["values"])
+        elif kind == "series":
+            outcome.series[event["name"]] = event["values"]
+        elif kind == "error":
+            outcome.error = f"{event['type']}: {event['message']}"
+        elif kind == "done" and proc.returncode == 0:
+            outcome.status = "ok"
+    if outcome.status != "ok":
+        if timed_out:
+            outcome.error = f"timed out after {timeout_s:g} s (--cell-timeout)"
+        elif proc.returncode is not None and proc.returncode < 0:
+            name = _signal_name(proc.returncode)
+            hint = " (out of memory?)" if name == "SIGKILL" else ""
+            outcome.error = f"worker killed by {name}{hint}"
+        elif outcome.error is None:
+            outcome.error = f"worker exited with code {proc.returncode} without a result"
+        outcome.stderr_tail = _tail(stderr_path)
+        outcome.metrics.setdefault("peak_rss_mb", sampled_peak_mb or None)
+    return outcome
+
+
+def run_cells(
+    cells: list[Cell],
+    run_dir: Path,
+    timeout_s: float,
+    on_start: Callable[[Cell], None] = lambda cell: None,
+    on_done: Callable[[CellOutcome], None] = lambda outcome: None,
+) -> list[CellOutcome]:
+    """Run cells one after another; KeyboardInterrupt propagates after the current child is killed."""
+    outcomes = []
+    for cell in cells:
+        on_start(cell)
+        outcome = run_cell(cell, run_dir / "cells" / cell.id, timeout_s)
+        outcomes.append(outcome)
+        on_done(outcome)
+    return outcomes

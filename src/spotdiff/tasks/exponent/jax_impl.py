@@ -1,0 +1,122 @@
+"""Exponent fit in JAX: jax.grad + a hand-written update, or Optax; op by op, jitted, or fused."""
+
+from __future__ import annotations
+
+from typing import Any, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from spotdiff.backends.jax import env
+from spotdiff.tasks.exponent.spec import ExponentParams
+
+
+def loss_fn(phi: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
+    return jnp.mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
+
+
+def make_optimizer(params: ExponentParams, lr: float) -> optax.GradientTransformation:
+    if params.optimizer == "sgd":
+        return optax.sgd(lr, momentum=params.momentum)
+    if params.optimizer == "adam":
+        return optax.adam(lr, b1=params.beta1, b2=params.beta2, eps=params.eps)
+    return optax.rmsprop(lr, decay=params.rho, eps=params.eps)
+
+
+class TrainState(NamedTuple):
+    phi: jax.Array
+    opt_state: Any
+
+
+def make_train_step(variant: str, lr: float, optimizer: optax.GradientTransformation | None):
+    """A pure step: (state, x, y) -> (state, (loss, phi after the update))."""
+
+    def train_step(state: TrainState, x: jax.Array, y: jax.Array):
+        loss, grad = jax.value_and_grad(loss_fn)(state.phi, x, y)
+        if optimizer is None:
+            phi = state.phi - lr * grad  # the hand-written update of the post
+            opt_state = state.opt_state
+        else:
+            updates, opt_state = optimizer.update(grad, state.opt_state, state.phi)
+            phi = optax.apply_updates(state.phi, updates)
+        return TrainState(phi, opt_state), (loss, phi)
+
+    return train_step
+
+
+class ExponentRunner:
+    """eager, jit and fused modes (see spotdiff.measure.StepRunner)."""
+
+    def __init__(self, mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray]):
+        self.mode, self.params = mode, params
+        self.whole_loop = mode == "fused"
+        self.x = jnp.asarray(data["x"])  # (N,)
+        self.y = jnp.asarray(data["y"])  # (N,)
+        self.optimizer = make_optimizer(params, params.learning_rate(variant)) if variant == "optimizer" else None
+        step = make_train_step(variant, params.learning_rate(variant), self.optimizer)
+        self.step = jax.jit(step) if mode == "jit" else step
+        self.fused_loop = None
+        self.state = self._initial_state()
+
+    def _initial_state(self) -> TrainState:
+        phi = jnp.asarray(self.params.init_phi, dtype=jnp.float32)
+        opt_state = self.optimizer.init(phi) if self.optimizer else ()
+        return TrainState(phi, opt_state)
+
+    def reset(self) -> None:
+        self.state = self._initial_state()
+
+    def compile(self, steps: int) -> None:
+        step, record = self.step, self.params.record_series
+
+        @jax.jit
+        def train_loop(state: TrainState, x: jax.Array, y: jax.Array):
+            def body(carry, _):
+                carry, out = step(carry, x, y)
+                return carry, (out if record else None)
+
+            return jax.lax.scan(body, state, None, length=steps)  # records: ((steps,), (steps,))
+
+        self.fused_loop = train_loop.lower(self.state, self.x, self.y).compile()
+
+    def run(self, steps: int) -> Any:
+        if self.whole_loop:
+            self.state, records = self.fused_loop(self.state, self.x, self.y)
+            return (self.state, [records] if records is not None else [])
+        if self.mode == "eager":
+            with jax.disable_jit():
+                records = self._steps(steps)
+        else:
+            records = self._steps(steps)
+        return (self.state, records)
+
+    def _steps(self, steps: int) -> list:
+        records = []
+        for _ in range(steps):
+            self.state, out = self.step(self.state, self.x, self.y)
+            if self.params.record_series:
+                records.append(out)
+        return records
+
+    def sync(self, handle: Any) -> None:
+        env.sync(handle)
+
+    def fetch(self, handle: Any) -> dict[str, np.ndarray]:
+        _, records = handle
+        if not records:
+            return {}
+        if self.whole_loop:
+            losses, phis = records[0]
+        else:
+            losses, phis = jnp.stack([r[0] for r in records]), jnp.stack([r[1] for r in records])
+        return {"loss": np.asarray(losses), "phi": np.asarray(phis)}
+
+    def final_metrics(self) -> dict[str, float]:
+        loss = loss_fn(self.state.phi, self.x, self.y)
+        return {"final_phi": float(self.state.phi), "final_loss": float(loss)}
+
+
+def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+    return ExponentRunner(mode, variant, params, data)

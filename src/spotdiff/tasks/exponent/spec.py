@@ -1,0 +1,150 @@
+"""The post's first experiment: recover phi in f(x) = x**phi from samples, by gradient descent.
+
+Neutral facts only: data, hyper-parameters, derived metrics and parity tolerances live here once;
+`torch_impl.py`, `tf_impl.py` and `jax_impl.py` implement the same training in each framework.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from spotdiff.tasks.base import TaskSpec
+
+# Learning rates chosen once so that every variant converges well inside the default 2000 steps.
+DEFAULT_LR = {"manual": 1.0, "sgd": 0.1, "adam": 0.01, "rmsprop": 0.01}
+PARITY_TRAJECTORY_TOL = 1e-3  # max |phi_a(t) - phi_b(t)| over all steps, float32
+PARITY_FINAL_TOL = 1e-4  # |final phi_a - final phi_b|
+
+
+class ExponentParams(BaseModel):
+    """Every `--set` key of the exponent task, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_samples: int = Field(1000, ge=2, description="number of (x, f(x)) samples")
+    true_phi: float = Field(3.0, description="the exponent the data is generated with")
+    init_phi: float = Field(1.0, description="where phi starts")
+    steps: int = Field(2000, ge=1, description="training steps (full-batch gradient steps)")
+    optimizer: Literal["sgd", "adam", "rmsprop"] = Field(
+        "sgd", description="optimizer of the `optimizer` variant"
+    )
+    lr: float | None = Field(
+        None, gt=0, description="learning rate; default per variant/optimizer: " + str(DEFAULT_LR)
+    )
+    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    beta1: float = Field(0.9, ge=0, lt=1, description="Adam beta1")
+    beta2: float = Field(0.999, ge=0, lt=1, description="Adam beta2")
+    rho: float = Field(0.9, ge=0, lt=1, description="RMSprop decay (torch alpha, optax decay)")
+    eps: float = Field(1e-7, gt=0, description="Adam/RMSprop epsilon, passed to every framework")
+    converge_tol: float = Field(1e-2, gt=0, description="|phi - true_phi| that counts as converged")
+    record_series: bool = Field(True, description="record loss and phi at every step")
+    block_steps: int = Field(50, ge=1, description="steps between two clock reads")
+    warmup_steps: int = Field(100, ge=0, description="leading steps left out of the steady state")
+
+    def learning_rate(self, variant: str) -> float:
+        if self.lr is not None:
+            return self.lr
+        return DEFAULT_LR["manual" if variant == "manual" else self.optimizer]
+
+
+def build_data(params: ExponentParams, seed: int) -> dict[str, np.ndarray]:
+    """x ~ U(0, 1) from a seeded generator and y = x**true_phi, both float32, shape (N,)."""
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0.0, 1.0, size=params.n_samples)
+    y = x**params.true_phi
+    return {"x": x.astype(np.float32), "y": y.astype(np.float32)}
+
+
+def derive_metrics(
+    metrics: dict[str, Any], series: dict[str, list[float]], params: ExponentParams
+) -> dict[str, Any]:
+    """phi_error and steps_to_converge from what the cell recorded."""
+    derived: dict[str, Any] = {}
+    final_phi = metrics.get("final_phi")
+    if final_phi is not None:
+        derived["phi_error"] = abs(final_phi - params.true_phi)
+    phis = series.get("phi")
+    derived["steps_to_converge"] = None
+    if phis:
+        for step, phi in enumerate(phis, start=1):
+            if abs(phi - params.true_phi) < params.converge_tol:
+                derived["steps_to_converge"] = step
+                break
+    return derived
+
+
+def parity(cells: list[dict[str, Any]], params: ExponentParams) -> dict[str, Any]:
+    """Largest pairwise deviation of phi trajectories and final phi, per variant (ok cells only)."""
+    by_variant: dict[str, list[dict[str, Any]]] = {}
+    for cell in cells:
+        if cell["status"] == "ok" and cell["series"].get("phi"):
+            by_variant.setdefault(cell["variant"], []).append(cell)
+    report: dict[str, Any] = {}
+    for variant, group in by_variant.items():
+        worst_traj, worst_final = (0.0, None), (0.0, None)
+        for a, b in itertools.combinations(group, 2):
+            pa, pb = np.asarray(a["series"]["phi"]), np.asarray(b["series"]["phi"])
+            n = min(len(pa), len(pb))
+            pair = [f"{a['framework']}-{a['mode']}", f"{b['framework']}-{b['mode']}"]
+            traj = float(np.max(np.abs(pa[:n] - pb[:n]))) if n else 0.0
+            final = abs(a["metrics"]["final_phi"] - b["metrics"]["final_phi"])
+            if worst_traj[1] is None or traj > worst_traj[0]:
+                worst_traj = (traj, pair)
+            if worst_final[1] is None or final > worst_final[0]:
+                worst_final = (final, pair)
+        pair = " vs ".join(worst_traj[1] or ["-"])
+        report[variant] = {
+            "summary": (
+                f"max |Δphi(t)| = {worst_traj[0]:.2e} ({pair}; tol {PARITY_TRAJECTORY_TOL:g}), "
+                f"max |Δ final phi| = {worst_final[0]:.2e} (tol {PARITY_FINAL_TOL:g}), {len(group)} cells"
+            ),
+            "cells": len(group),
+            "max_trajectory_dev": worst_traj[0],
+            "trajectory_pair": worst_traj[1],
+            "max_final_dev": worst_final[0],
+            "final_pair": worst_final[1],
+            "trajectory_tol": PARITY_TRAJECTORY_TOL,
+            "final_tol": PARITY_FINAL_TOL,
+            "passed": worst_traj[0] <= PARITY_TRAJECTORY_TOL and worst_final[0] <= PARITY_FINAL_TOL,
+        }
+    return report
+
+
+SPEC = TaskSpec(
+    name="exponent",
+    summary="fit phi in f(x) = x**phi (the post's first experiment)",
+    modes={
+        "torch": ("eager", "compile"),
+        "tensorflow": ("eager", "graph", "xla", "session"),
+        "jax": ("eager", "jit", "fused"),
+    },
+    mode_help={
+        ("torch", "eager"): "autograd op by op",
+        ("torch", "compile"): "torch.compile of the loss and of the update",
+        ("tensorflow", "eager"): "GradientTape, no tf.function",
+        ("tensorflow", "graph"): "tf.function train step",
+        ("tensorflow", "xla"): "tf.function(jit_compile=True) train step",
+        ("tensorflow", "session"): "tf.compat.v1 graph, placeholders and Session.run",
+        ("jax", "eager"): "op by op, jit disabled",
+        ("jax", "jit"): "jax.jit train step",
+        ("jax", "fused"): "whole loop as one program (lax.scan)",
+    },
+    variants=("manual", "optimizer"),
+    params=ExponentParams,
+    build_data=build_data,
+    derive_metrics=derive_metrics,
+    parity=parity,
+    headline_metrics=(
+        ("steady_step_us", "steady µs/step", "µs", True),
+        ("first_step_s", "first step (s)", "s", True),
+        ("steps_to_converge", "steps to converge", "steps", True),
+        ("phi_error", "|phi - true|", "", True),
+        ("peak_rss_mb", "peak RSS (MB)", "MB", True),
+        ("import_s", "import (s)", "s", True),
+    ),
+    plotted_series=(("loss", "loss (MSE)", True), ("phi", "phi", False)),
+)

@@ -1,0 +1,173 @@
+"""Exponent fit in TensorFlow: GradientTape eager, tf.function, XLA, or a tf.compat.v1 Session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spotdiff.backends.tensorflow import env
+from spotdiff.tasks.exponent.spec import ExponentParams
+
+
+def loss_fn(phi: tf.Variable, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
+    return tf.reduce_mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
+
+
+def make_optimizer(params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+    if params.optimizer == "sgd":
+        return keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum)
+    if params.optimizer == "adam":
+        return keras.optimizers.Adam(
+            learning_rate=lr, beta_1=params.beta1, beta_2=params.beta2, epsilon=params.eps
+        )
+    return keras.optimizers.RMSprop(learning_rate=lr, rho=params.rho, epsilon=params.eps)
+
+
+class ExponentRunner:
+    """Eager, tf.function and XLA modes (see spotdiff.measure.StepRunner)."""
+
+    whole_loop = False
+
+    def __init__(self, mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray]):
+        self.params = params
+        self.x = tf.constant(data["x"])  # (N,)
+        self.y = tf.constant(data["y"])  # (N,)
+        self.phi = tf.Variable(params.init_phi, dtype=tf.float32, name="phi")
+        self.lr = params.learning_rate(variant)
+        self.optimizer = make_optimizer(params, self.lr) if variant == "optimizer" else None
+        if self.optimizer:
+            self.optimizer.build([self.phi])
+            # Keras keeps the learning rate among its variables: reset to these, not to zeros.
+            self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
+        step = self._optimizer_step if self.optimizer else self._manual_step
+        if mode == "graph":
+            step = tf.function(step)
+        elif mode == "xla":
+            step = tf.function(step, jit_compile=True)
+        self.train_step = step
+
+    def _manual_step(self) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(self.phi, self.x, self.y)
+        grad = tape.gradient(loss, self.phi)
+        self.phi.assign_sub(self.lr * grad)  # the hand-written update of the post
+        return loss, self.phi.read_value()
+
+    def _optimizer_step(self) -> tuple[tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            loss = loss_fn(self.phi, self.x, self.y)
+        grad = tape.gradient(loss, self.phi)
+        self.optimizer.apply_gradients([(grad, self.phi)])
+        return loss, self.phi.read_value()
+
+    def reset(self) -> None:
+        self.phi.assign(self.params.init_phi)
+        if self.optimizer:
+            for variable, start in zip(self.optimizer.variables, self._optimizer_start):
+                variable.assign(start)
+
+    def compile(self, steps: int) -> None:
+        raise NotImplementedError("TensorFlow modes run step by step")
+
+    def run(self, steps: int) -> Any:
+        losses, phis = [], []
+        for _ in range(steps):
+            loss, phi = self.train_step()  # phi after the update
+            if self.params.record_series:
+                losses.append(loss)
+                phis.append(phi)
+        return (losses, phis)
+
+    def sync(self, handle: Any) -> None:
+        env.sync()
+
+    def fetch(self, handle: Any) -> dict[str, np.ndarray]:
+        losses, phis = handle
+        if not losses:
+            return {}
+        return {"loss": tf.stack(losses).numpy(), "phi": tf.stack(phis).numpy()}
+
+    def final_metrics(self) -> dict[str, float]:
+        loss = loss_fn(self.phi, self.x, self.y)
+        return {"final_phi": float(self.phi.numpy()), "final_loss": float(loss.numpy())}
+
+
+class SessionRunner:
+    """The static-graph style of the post: placeholders, a v1 optimizer and Session.run."""
+
+    whole_loop = False
+
+    def __init__(self, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int):
+        v1 = tf.compat.v1
+        self.params = params
+        self.feed_values = (data["x"], data["y"])
+        lr = params.learning_rate(variant)
+        self.graph = tf.Graph()
+        with self.graph.as_default():
+            self.x = v1.placeholder(tf.float32, shape=[None], name="x")  # (N,)
+            self.y = v1.placeholder(tf.float32, shape=[None], name="y")  # (N,)
+            self.phi = v1.get_variable("phi", initializer=tf.constant(params.init_phi, tf.float32))
+            self.loss = loss_fn(self.phi, self.x, self.y)
+            if variant == "manual":
+                (grad,) = tf.gradients(self.loss, [self.phi])
+                self.train_op = self.phi.assign_sub(lr * grad)
+            else:
+                self.train_op = _v1_optimizer(params, lr).minimize(self.loss)
+            with tf.control_dependencies([self.train_op]):
+                self.phi_after = tf.identity(self.phi)
+            self.init_op = v1.global_variables_initializer()
+        config = v1.ConfigProto(
+            intra_op_parallelism_threads=threads, inter_op_parallelism_threads=threads
+        )
+        self.session = v1.Session(graph=self.graph, config=config)
+
+    def _feed(self) -> dict:
+        return {self.x: self.feed_values[0], self.y: self.feed_values[1]}
+
+    def reset(self) -> None:
+        self.session.run(self.init_op)
+
+    def compile(self, steps: int) -> None:
+        raise NotImplementedError("session mode runs step by step")
+
+    def run(self, steps: int) -> Any:
+        feed = self._feed()
+        if not self.params.record_series:
+            for _ in range(steps):
+                self.session.run(self.train_op, feed_dict=feed)
+            return ([], [])
+        losses, phis = [], []
+        for _ in range(steps):
+            loss, phi = self.session.run([self.loss, self.phi_after], feed_dict=feed)
+            losses.append(loss)
+            phis.append(phi)
+        return (losses, phis)
+
+    def sync(self, handle: Any) -> None:
+        pass  # Session.run returns host values: it has already waited
+
+    def fetch(self, handle: Any) -> dict[str, np.ndarray]:
+        losses, phis = handle
+        return {"loss": np.asarray(losses), "phi": np.asarray(phis)} if losses else {}
+
+    def final_metrics(self) -> dict[str, float]:
+        loss, phi = self.session.run([self.loss, self.phi], feed_dict=self._feed())
+        return {"final_phi": float(phi), "final_loss": float(loss)}
+
+
+def _v1_optimizer(params: ExponentParams, lr: float):
+    train = tf.compat.v1.train
+    if params.optimizer == "sgd":
+        return train.MomentumOptimizer(lr, momentum=params.momentum)
+    if params.optimizer == "adam":
+        return train.AdamOptimizer(lr, beta1=params.beta1, beta2=params.beta2, epsilon=params.eps)
+    return train.RMSPropOptimizer(lr, decay=params.rho, epsilon=params.eps)
+
+
+def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+    if mode == "session":
+        return SessionRunner(variant, params, data, threads)
+    return ExponentRunner(mode, variant, params, data)

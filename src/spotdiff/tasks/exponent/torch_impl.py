@@ -1,0 +1,92 @@
+"""Exponent fit in PyTorch: autograd + a hand-written update, or torch.optim; eager or torch.compile."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from spotdiff.backends.torch import env
+from spotdiff.tasks.exponent.spec import ExponentParams
+
+
+def loss_fn(phi: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return torch.mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
+
+
+def make_optimizer(params: ExponentParams, phi: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    if params.optimizer == "sgd":
+        return torch.optim.SGD([phi], lr=lr, momentum=params.momentum)
+    if params.optimizer == "adam":
+        return torch.optim.Adam([phi], lr=lr, betas=(params.beta1, params.beta2), eps=params.eps)
+    return torch.optim.RMSprop([phi], lr=lr, alpha=params.rho, eps=params.eps)
+
+
+class ExponentRunner:
+    """Training steps for the measurement harness (see spotdiff.measure.StepRunner)."""
+
+    whole_loop = False
+
+    def __init__(self, mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray]):
+        device = env.device()
+        self.params = params
+        self.x = torch.from_numpy(data["x"]).to(device)  # (N,)
+        self.y = torch.from_numpy(data["y"]).to(device)  # (N,)
+        self.phi = torch.tensor(params.init_phi, dtype=torch.float32, device=device, requires_grad=True)
+        self.lr = params.learning_rate(variant)
+        self.optimizer = make_optimizer(params, self.phi, self.lr) if variant == "optimizer" else None
+        step = self._optimizer_step if self.optimizer else self._manual_step
+        self.train_step = torch.compile(step) if mode == "compile" else step
+
+    def _manual_step(self) -> torch.Tensor:
+        loss = loss_fn(self.phi, self.x, self.y)
+        loss.backward()
+        with torch.no_grad():
+            self.phi -= self.lr * self.phi.grad  # the hand-written update of the post
+            self.phi.grad.zero_()
+        return loss.detach()
+
+    def _optimizer_step(self) -> torch.Tensor:
+        self.optimizer.zero_grad()
+        loss = loss_fn(self.phi, self.x, self.y)
+        loss.backward()
+        self.optimizer.step()
+        return loss.detach()
+
+    def reset(self) -> None:
+        with torch.no_grad():
+            self.phi.fill_(self.params.init_phi)
+        self.phi.grad = None
+        if self.optimizer:
+            self.optimizer.state.clear()
+
+    def compile(self, steps: int) -> None:
+        raise NotImplementedError("torch modes run step by step")
+
+    def run(self, steps: int) -> Any:
+        losses, phis = [], []
+        for _ in range(steps):
+            loss = self.train_step()
+            if self.params.record_series:
+                losses.append(loss)
+                phis.append(self.phi.detach().clone())
+        return (losses, phis)
+
+    def sync(self, handle: Any) -> None:
+        env.sync()
+
+    def fetch(self, handle: Any) -> dict[str, np.ndarray]:
+        losses, phis = handle
+        if not losses:
+            return {}
+        return {"loss": torch.stack(losses).cpu().numpy(), "phi": torch.stack(phis).cpu().numpy()}
+
+    def final_metrics(self) -> dict[str, float]:
+        with torch.no_grad():
+            loss = loss_fn(self.phi, self.x, self.y)
+        return {"final_phi": float(self.phi.item()), "final_loss": float(loss.item())}
+
+
+def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+    return ExponentRunner(mode, variant, params, data)

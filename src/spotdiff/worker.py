@@ -1,0 +1,106 @@
+"""Child process entry point: run ONE cell with ONE framework and stream events.
+
+    python -m spotdiff.worker CELL_JSON EVENTS_JSONL
+
+Threads and visible devices are pinned through the environment and CPU affinity *before* the
+framework is imported, identically for every framework.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+
+from spotdiff.events import EventWriter
+from spotdiff.experiment import Cell
+
+THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
+
+
+def pin_process(cell: Cell, cell_dir: Path) -> dict:
+    """Same cores, thread counts and device visibility for every framework; returns what was set.
+
+    Compile caches start empty in every cell (torch.compile keeps an on-disk cache between runs;
+    JAX's persistent cache is off by default), so first-step times are cold for everyone.
+    """
+    cores = sorted(os.sched_getaffinity(0))[: cell.threads]
+    os.sched_setaffinity(0, cores)
+    for name in THREAD_ENV_VARS:
+        os.environ[name] = str(cell.threads)
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cell.device == "cpu":
+        os.environ["CUDA_VISIBLE_DEVICES"] = ""
+        os.environ["JAX_PLATFORMS"] = "cpu"
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cell_dir / "compile-cache")
+    os.environ["TRITON_CACHE_DIR"] = str(cell_dir / "compile-cache" / "triton")
+    return {"cpu_affinity": cores, "dtype": "float32", "compile_cache": "cold (empty per cell)"}
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
+    from spotdiff import frameworks, measure
+    from spotdiff.tasks import get_spec, impl_module
+
+    pinned = pin_process(cell, cell_dir)
+    framework = frameworks.FRAMEWORKS[cell.framework]
+    start = time.perf_counter()
+    env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")  # imports the framework
+    import_s = time.perf_counter() - start
+    settings = env.configure(cell.threads, cell.seed, cell.device)
+    out.emit("environment", versions=env.versions(), settings={**pinned, **settings})
+
+    spec = get_spec(cell.task)
+    params = spec.params(**cell.params)
+    data = spec.build_data(params, cell.seed)
+    impl = importlib.import_module(impl_module(cell.task, framework.impl_prefix))
+    if hasattr(impl, "run"):  # tasks with their own training loop (epochs, data loaders)
+        metrics, series = impl.run(cell, params, data, cell_dir)
+    else:
+        runner = impl.build_runner(cell.mode, cell.variant, params, data, cell.threads)
+        plan = measure.TimingPlan(
+            steps=params.steps, repeats=cell.repeats,
+            block_steps=params.block_steps, warmup_steps=params.warmup_steps,
+        )
+        timing = measure.time_training(runner, plan)
+        metrics = {**timing.metrics(), **runner.final_metrics()}
+        series = timing.series
+    metrics["import_s"] = import_s
+    metrics["peak_rss_mb"] = peak_rss_mb()
+    metrics["peak_device_mb"] = env.peak_device_memory_mb()
+    metrics.update(spec.derive_metrics(metrics, series, params))
+    out.emit("metrics", values=metrics)
+    for name, values in series.items():
+        out.emit("series", name=name, values=values)
+
+
+def main(argv: list[str]) -> int:
+    cell_path, events_path = Path(argv[0]), Path(argv[1])
+    out = EventWriter(events_path)
+    try:
+        cell = Cell.model_validate_json(cell_path.read_text())
+        run_cell(cell, out, events_path.parent)
+    except BaseException as error:  # every failure becomes an event the runner can report
+        lines = f"{type(error).__name__}: {error}".strip().splitlines()
+        out.emit(
+            "error",
+            type=type(error).__name__,
+            message=lines[0] if lines else type(error).__name__,
+            traceback=traceback.format_exc()[-4000:],
+        )
+        out.close()
+        return 1
+    out.emit("done")
+    out.close()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,47 @@
+"""The promises of the layout: the parent imports no framework; every task has every impl."""
+
+from __future__ import annotations
+
+import ast
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spotdiff import frameworks
+from spotdiff.tasks import get_spec, impl_module, task_names
+
+SRC = Path(__file__).resolve().parents[1] / "src" / "spotdiff"
+
+
+def test_parent_side_imports_no_framework():
+    code = (
+        "import sys, spotdiff.cli, spotdiff.orchestrate, spotdiff.runner, spotdiff.report.terminal, "
+        "spotdiff.report.html, spotdiff.record.store\n"
+        "from spotdiff.tasks import get_spec, task_names\n"
+        "[get_spec(t) for t in task_names()]\n"
+        "bad = [m for m in ('torch', 'tensorflow', 'jax', 'keras', 'flax', 'optax') if m in sys.modules]\n"
+        "assert not bad, bad\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("task", task_names())
+def test_every_task_has_every_framework_impl_with_the_same_functions(task):
+    spec = get_spec(task)
+    function_sets = {}
+    for name in spec.modes:
+        module = impl_module(task, frameworks.FRAMEWORKS[name].impl_prefix)
+        path = Path(importlib.util.find_spec(module).origin)
+        tree = ast.parse(path.read_text())
+        function_sets[name] = [n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))]
+    assert set(spec.modes) == set(frameworks.FRAMEWORKS)
+    shared = set.intersection(*(set(f) for f in function_sets.values()))
+    assert {"loss_fn", "make_optimizer", "build_runner"} <= shared
+
+
+def test_no_module_shadows_a_framework():
+    for path in SRC.rglob("*.py"):
+        assert path.stem not in ("torch", "tensorflow", "jax"), path
