@@ -138,10 +138,11 @@ def list_() -> None:
 def report(run_dir: Path = typer.Argument(..., help="a run directory with results.json")) -> None:
     """Re-render report.html (and the PNG plots) from RUN_DIR/results.json."""
     from spotdiff.record import results as results_file
+
+    results = results_file.load(run_dir)
     from spotdiff.report.html import render_report
     from spotdiff.report.terminal import parity_lines, results_tables
 
-    results = results_file.load(run_dir)
     path = render_report(results, run_dir)
     for table in results_tables(results):
         console.print(table)

@@ -111,9 +111,9 @@ def expand(exp: Experiment) -> list[Cell]:
             for mode in spec.modes.get(framework, ()):
                 if exp.modes is not None and mode not in exp.modes:
                     continue
-                for variant in spec.variants:
-                    if exp.variants is not None and variant not in exp.variants:
-                        continue
+                # --variant filters the tasks that have it; a task without it runs all its own.
+                wanted = [v for v in spec.variants if exp.variants is None or v in exp.variants]
+                for variant in wanted or spec.variants:
                     cells.append(
                         Cell(
                             id=f"{task}-{framework}-{mode}-{variant}-s{exp.seed}",

@@ -38,6 +38,7 @@ class CellOutcome:
     environment: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     series: dict[str, list[float]] = field(default_factory=dict)
+    artifacts: dict[str, str] = field(default_factory=dict)
 
     def as_record(self) -> dict[str, Any]:
         c = self.cell
@@ -46,6 +47,7 @@ class CellOutcome:
             "variant": c.variant, "seed": c.seed, "status": self.status, "error": self.error,
             "stderr_tail": self.stderr_tail, "wall_s": self.wall_s,
             "environment": self.environment, "metrics": self.metrics, "series": self.series,
+            "artifacts": self.artifacts,
         }
 
 
@@ -135,6 +137,8 @@ def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
             outcome.metrics.update(event["values"])
         elif kind == "series":
             outcome.series[event["name"]] = event["values"]
+        elif kind == "artifact":
+            outcome.artifacts[event["name"]] = event["path"]
         elif kind == "error":
             outcome.error = f"{event['type']}: {event['message']}"
         elif kind == "done" and proc.returncode == 0:

@@ -61,8 +61,11 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     params = spec.params(**cell.params)
     data = spec.build_data(params, cell.seed)
     impl = importlib.import_module(impl_module(cell.task, framework.impl_prefix))
+    artifacts: dict[str, str] = {}
     if hasattr(impl, "run"):  # tasks with their own training loop (epochs, data loaders)
-        metrics, series = impl.run(cell, params, data, cell_dir)
+        outcome = impl.run(cell, params, data, cell_dir)
+        metrics, series = outcome[0], outcome[1]
+        artifacts = outcome[2] if len(outcome) > 2 else {}
     else:
         runner = impl.build_runner(cell.mode, cell.variant, params, data, cell.threads)
         plan = measure.TimingPlan(
@@ -79,6 +82,8 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     out.emit("metrics", values=metrics)
     for name, values in series.items():
         out.emit("series", name=name, values=values)
+    for name, path in artifacts.items():  # files the cell wrote, for the parent to read (numpy only)
+        out.emit("artifact", name=name, path=str(Path(cell_dir, path).resolve()))
 
 
 def main(argv: list[str]) -> int:

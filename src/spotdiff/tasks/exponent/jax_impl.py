@@ -85,11 +85,7 @@ class ExponentRunner:
         if self.whole_loop:
             self.state, records = self.fused_loop(self.state, self.x, self.y)
             return (self.state, [records] if records is not None else [])
-        if self.mode == "eager":
-            with jax.disable_jit():
-                records = self._steps(steps)
-        else:
-            records = self._steps(steps)
+        records = self._steps(steps)  # eager: no jax.jit, every primitive dispatched on its own
         return (self.state, records)
 
     def _steps(self, steps: int) -> list:

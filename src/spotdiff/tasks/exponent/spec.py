@@ -129,7 +129,7 @@ SPEC = TaskSpec(
         ("tensorflow", "graph"): "tf.function train step",
         ("tensorflow", "xla"): "tf.function(jit_compile=True) train step",
         ("tensorflow", "session"): "tf.compat.v1 graph, placeholders and Session.run",
-        ("jax", "eager"): "op by op, jit disabled",
+        ("jax", "eager"): "op by op: no jax.jit around the step",
         ("jax", "jit"): "jax.jit train step",
         ("jax", "fused"): "whole loop as one program (lax.scan)",
     },
