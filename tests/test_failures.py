@@ -114,3 +114,13 @@ def test_ctrl_c_keeps_finished_cells_and_writes_the_report(tmp_path):
     assert saved["cells"] and saved["cells"][0]["status"] == "ok"
     assert len(saved["cells"]) < 6
     assert (run_dir / "report.html").exists()
+
+
+def test_device_gpu_runs_on_the_cpu_here_and_says_so(tmp_path):
+    exp = _small(modes=["eager"], variants=["manual"], device="gpu")
+    results, _ = run_experiment(exp, tmp_path, render=False)
+    for cell in results["cells"]:
+        assert cell["status"] == "ok", cell["error"]
+        settings = cell["environment"]["settings"]
+        if "cpu" in settings["device"].lower():
+            assert "sees no GPU" in settings["device_note"]

@@ -55,6 +55,8 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")  # imports the framework
     import_s = time.perf_counter() - start
     settings = env.configure(cell.threads, cell.seed, cell.device)
+    if cell.device == "gpu" and "cpu" in str(settings.get("device", "")).lower():
+        settings["device_note"] = f"--device gpu: {framework.label} sees no GPU here, ran on the CPU"
     out.emit("environment", versions=env.versions(), settings={**pinned, **settings})
 
     spec = get_spec(cell.task)

@@ -124,7 +124,7 @@ SPEC = TaskSpec(
     },
     mode_help={
         ("torch", "eager"): "autograd op by op",
-        ("torch", "compile"): "torch.compile of the loss and of the update",
+        ("torch", "compile"): "torch.compile of the training step (forward, backward, update)",
         ("tensorflow", "eager"): "GradientTape, no tf.function",
         ("tensorflow", "graph"): "tf.function train step",
         ("tensorflow", "xla"): "tf.function(jit_compile=True) train step",
