@@ -22,7 +22,7 @@ app = typer.Typer(
     rich_markup_mode=None,
     help="Run one experiment in PyTorch, TensorFlow and JAX side by side and see where they differ.",
 )
-console = Console()
+console = Console(width=None if sys.stdout.isatty() else 160)  # pipes and CI logs get wide tables
 err_console = Console(stderr=True, soft_wrap=True)
 
 

@@ -15,15 +15,14 @@ from pathlib import Path
 from typing import Any
 
 import matplotlib
+import numpy as np
+from matplotlib.figure import Figure
 
-matplotlib.use("Agg")
+from spotdiff.errors import UserError
+from spotdiff.tasks import get_spec
+from spotdiff.tasks.base import TaskSpec
 
-import numpy as np  # noqa: E402
-from matplotlib.figure import Figure  # noqa: E402
-
-from spotdiff.errors import UserError  # noqa: E402
-from spotdiff.tasks import get_spec  # noqa: E402
-from spotdiff.tasks.base import TaskSpec  # noqa: E402
+matplotlib.use("Agg")  # no display, ever; figures are built with the object API only
 
 MAX_POINTS = 500  # per line in a plot; first and last step are always kept
 # One colour family per framework; modes of a framework take its shades in turn.
@@ -37,19 +36,10 @@ LINE_STYLES = ("-", (0, (6, 2)), (0, (1.5, 1.5)), (0, (7, 2, 1.5, 2)), (0, (3, 3
 SPEED_METRICS = (("steady_step_us", "steady µs/step", "µs"), ("first_step_s", "first step (s)", "s"))
 RC = {
     "svg.fonttype": "none",  # real <text>: smaller SVG, selectable, styled by the page's fonts
-    "font.family": "sans-serif",
-    "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
-    "font.size": 9,
-    "axes.spines.top": False,
-    "axes.spines.right": False,
-    "axes.grid": True,
-    "axes.axisbelow": True,
-    "grid.color": "#e9ecef",
-    "grid.linewidth": 0.8,
-    "axes.edgecolor": "#868e96",
-    "axes.titlesize": 10,
-    "axes.titleweight": "bold",
-    "legend.fontsize": 8,
+    "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
+    "font.size": 9, "legend.fontsize": 8, "axes.titlesize": 10, "axes.titleweight": "bold",
+    "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#868e96",
+    "axes.grid": True, "axes.axisbelow": True, "grid.color": "#e9ecef", "grid.linewidth": 0.8,
 }
 
 
@@ -66,29 +56,32 @@ class Plot:
     png: Path | None
 
 
-def format_value(value: Any, unit: str = "") -> str:
-    """A number as people read it: 3 significant digits, thousands separators, '–' when missing."""
-    if value is None or (isinstance(value, float) and not math.isfinite(value)):
-        return "–"
+def format_value(value: Any, unit: str = "", digits: int = 3) -> str:
+    """A number as people read it: `digits` significant digits, thousands separators, '–' if missing."""
+    number = finite_number(value)
     if isinstance(value, bool):
-        text = "yes" if value else "no"
-    elif isinstance(value, int):
+        return "yes" if value else "no"
+    if number is None:
+        return "–" if value is None or isinstance(value, float) else str(value)
+    magnitude = abs(number)
+    if isinstance(value, int):
         text = f"{value:,}"
-    elif isinstance(value, float):
-        magnitude = abs(value)
-        if value == 0:
-            text = "0"
-        elif magnitude >= 1000:
-            text = f"{value:,.0f}"
-        elif magnitude >= 100:
-            text = f"{value:.0f}"
-        elif magnitude >= 0.01:
-            text = f"{value:.3g}"
-        else:
-            text = f"{value:.2e}"
+    elif digits != 3 and number != 0:
+        text = f"{number:.{digits}g}"
+    elif magnitude >= 1000 or number == 0:
+        text = f"{number:,.0f}"
+    elif magnitude >= 100:
+        text = f"{number:.0f}"
     else:
-        return str(value)
+        text = f"{number:.3g}" if magnitude >= 1e-4 else f"{number:.2e}"
     return f"{text} {unit}" if unit and unit != "steps" else text
+
+
+def finite_number(value: Any) -> float | None:
+    """`value` as a float when it is a finite number (bools are not numbers here), else None."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
+        return float(value)
+    return None
 
 
 def task_spec(task: str) -> TaskSpec | None:
@@ -112,9 +105,7 @@ def reference_value(results: dict[str, Any], task: str, key: str) -> float | Non
             value = getattr(spec.params(**{k: v for k, v in overrides.items() if k == field}), field)
         except Exception:  # a bad override must not break a report
             value = spec.params.model_fields[field].default
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
+    return finite_number(value)
 
 
 def ordered_cells(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
@@ -123,27 +114,18 @@ def ordered_cells(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
     spec = task_spec(task)
     frameworks = list(spec.modes) if spec else []
     variants = list(spec.variants) if spec else []
-    for cell in cells:
-        frameworks += [cell.get("framework")] if cell.get("framework") not in frameworks else []
-        variants += [cell.get("variant")] if cell.get("variant") not in variants else []
-    return sorted(
-        cells,
-        key=lambda c: (
-            frameworks.index(c.get("framework")),
-            mode_index(c, spec, cells),
-            variants.index(c.get("variant")),
-            c.get("seed") or 0,
-        ),
-    )
+    frameworks += [f for f in dict.fromkeys(c.get("framework") for c in cells) if f not in frameworks]
+    variants += [v for v in dict.fromkeys(c.get("variant") for c in cells) if v not in variants]
+    return sorted(cells, key=lambda c: (
+        frameworks.index(c.get("framework")), mode_index(c, spec, cells),
+        variants.index(c.get("variant")), c.get("seed") or 0))
 
 
 def mode_index(cell: dict[str, Any], spec: TaskSpec | None, cells: list[dict[str, Any]]) -> int:
     framework, mode = cell.get("framework"), cell.get("mode")
     modes = list(spec.modes.get(framework, ())) if spec else []
-    for other in cells:
-        if other.get("framework") == framework and other.get("mode") not in modes:
-            modes.append(other.get("mode"))
-    return modes.index(mode)
+    seen = dict.fromkeys(other.get("mode") for other in cells if other.get("framework") == framework)
+    return (modes + [m for m in seen if m not in modes]).index(mode)
 
 
 def cell_label(cell: dict[str, Any], with_seed: bool = False) -> str:
@@ -152,6 +134,7 @@ def cell_label(cell: dict[str, Any], with_seed: bool = False) -> str:
 
 
 def variants_of(results: dict[str, Any], task: str) -> list[str]:
+    """The variants of `task` in this run, in the spec's order."""
     return list(dict.fromkeys(c.get("variant") for c in ordered_cells(results, task)))
 
 
@@ -176,10 +159,8 @@ def series_figure(
 ) -> Figure | None:
     """Series `key` against step: one line per ok cell of (task, variant); None when none has it."""
     all_cells = ordered_cells(results, task)
-    cells = [
-        c for c in all_cells
-        if c.get("variant") == variant and c.get("status") == "ok" and (c.get("series") or {}).get(key)
-    ]
+    cells = [c for c in all_cells if c.get("variant") == variant and c.get("status") == "ok"
+             and (c.get("series") or {}).get(key)]
     if not cells:
         return None
     with_seed = len({c.get("seed") for c in cells}) > 1
@@ -211,15 +192,14 @@ def speed_figure(results: dict[str, Any], task: str, key: str, label: str, unit:
     """Horizontal bars of metric `key` (log x), one per cell, one panel per variant; error bars
     span `<key>_min`..`<key>_max` where recorded. None when no cell has the metric."""
     cells = ordered_cells(results, task)
-    values = [_number((c.get("metrics") or {}).get(key)) for c in cells]
-    positive = [v for v in values if v is not None and v > 0]
+    positive = [v for c in cells if (v := finite_number((c.get("metrics") or {}).get(key))) and v > 0]
     if not positive:
         return None
     variants = variants_of(results, task)
     groups = [[c for c in cells if c.get("variant") == v] for v in variants]
-    highs = [_number((c.get("metrics") or {}).get(key + "_max")) or 0 for c in cells]
+    highs = [finite_number((c.get("metrics") or {}).get(key + "_max")) or 0 for c in cells]
     left = 10 ** math.floor(math.log10(min(positive) / 1.5))
-    right = 10 ** math.ceil(math.log10(max(positive + highs) * 8))
+    right = max(positive + highs) * 5  # room for the value labels
     height = 0.7 + sum(0.27 * len(g) + 0.45 for g in groups)
     fig = Figure(figsize=(6.4, height), layout="constrained")
     axes = fig.subplots(len(groups), 1, sharex=True, squeeze=False,
@@ -228,32 +208,24 @@ def speed_figure(results: dict[str, Any], task: str, key: str, label: str, unit:
         with_seed = len({c.get("seed") for c in group}) > 1
         for row, cell in enumerate(group):
             metrics = cell.get("metrics") or {}
-            value = _number(metrics.get(key))
+            value = finite_number(metrics.get(key))
             if value is None or value <= 0:
                 why = cell.get("status") if cell.get("status") != "ok" else "no value"
                 ax.text(left * 1.15, row, why, va="center", fontsize=8, color="#868e96", style="italic")
                 continue
             colour, _ = _style(cell, cells)
             ax.barh(row, value - left, left=left, height=0.68, color=colour)
-            low, high = _number(metrics.get(key + "_min")), _number(metrics.get(key + "_max"))
+            low, high = finite_number(metrics.get(key + "_min")), finite_number(metrics.get(key + "_max"))
             if low is not None and high is not None:
                 xerr = [[max(0.0, value - low)], [max(0.0, high - value)]]
                 ax.errorbar(value, row, xerr=xerr, fmt="none", ecolor="#212529", elinewidth=1, capsize=2.5)
             ax.text(max(value, high or 0) * 1.12, row, format_value(value, unit), va="center", fontsize=8)
         ax.set_yticks(range(len(group)), [cell_label(c, with_seed) for c in group])
-        ax.set_ylim(len(group) - 0.5, -0.5)
-        ax.set_xscale("log")
-        ax.set_xlim(left, right)
+        ax.set(ylim=(len(group) - 0.5, -0.5), xscale="log", xlim=(left, right))
         ax.grid(axis="y", visible=False)
         ax.set_title(f"{task} · {variant}", loc="left")
     axes[-1].set_xlabel(f"{label}, log scale (lower is better)")
     return fig
-
-
-def _number(value: Any) -> float | None:
-    if isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value):
-        return float(value)
-    return None
 
 
 def figure_svg(fig: Figure, salt: str) -> str:
@@ -279,8 +251,8 @@ def build_plots(results: dict[str, Any], png_dir: Path | None = None) -> list[Pl
 
     With `png_dir`, a PNG copy of each plot is written there (created when missing).
     """
+    png_dir = Path(png_dir) if png_dir is not None else None
     if png_dir is not None:
-        png_dir = Path(png_dir)
         png_dir.mkdir(parents=True, exist_ok=True)
     plots: list[Plot] = []
     tasks = dict.fromkeys(c.get("task") for c in results.get("cells") or [])
@@ -307,12 +279,11 @@ def _task_plots(results: dict[str, Any], task: str, png_dir: Path | None) -> lis
         if figure is None:
             continue
         svg = figure_svg(figure, name)
-        png = None
-        if png_dir is not None:
-            png = png_dir / f"{name}.png"
+        png = png_dir / f"{name}.png" if png_dir is not None else None
+        if png is not None:
+            figure.set_layout_engine("none")  # laid out for the SVG already; halves the time
             figure.savefig(png, format="png", dpi=150)
-        kind = "series" if variant is not None else "speed"
-        plots.append(Plot(name, task, variant, kind, title, svg, png))
+        plots.append(Plot(name, task, variant, "speed" if variant is None else "series", title, svg, png))
     return plots
 
 
