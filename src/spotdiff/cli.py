@@ -48,6 +48,7 @@ def run(
     set_: list[str] = typer.Option(None, "--set", help="task option key=value (repeatable)"),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<timestamp>)"),
+    task_module: list[Path] = typer.Option(None, "--task-module", help="your own task: a spec.py or its folder (repeatable)"),
 ) -> None:
     """Run the comparison: every task x framework x mode x variant, one child process per cell."""
     from spotdiff.experiment import build_experiment, expand, load_toml, parse_set
@@ -63,6 +64,8 @@ def run(
         overrides["steps"] = steps
     if device is not None and device not in ("auto", "cpu", "gpu"):
         raise UserError(f"unknown device {device!r}; choose from: auto, cpu, gpu")
+    if task_module:
+        settings["task_modules"] = [*settings.get("task_modules", []), *map(str, task_module)]
     flags = {
         "tasks": tasks or None, "frameworks": _split(frameworks), "modes": _split(modes),
         "variants": [variant] if variant else None, "seed": seed, "repeats": repeats,
@@ -109,11 +112,16 @@ def run(
 
 
 @app.command("list")
-def list_() -> None:
+def list_(
+    task_module: list[Path] = typer.Option(None, "--task-module", help="also list this task (spec.py or folder)"),
+) -> None:
     """Tasks, their modes and variants, and the installed frameworks with versions."""
     from rich.table import Table
 
-    from spotdiff.tasks import get_spec, task_names
+    from spotdiff.tasks import get_spec, has_impl, register_task_file, task_names
+
+    for path in task_module or []:
+        register_task_file(path)
 
     table = Table(title="frameworks", title_justify="left")
     table.add_column("framework")
@@ -129,8 +137,11 @@ def list_() -> None:
         modes.add_column("mode")
         modes.add_column("what it runs")
         for framework, names in spec.modes.items():
+            known = framework in fw.FRAMEWORKS
+            present = known and has_impl(task, fw.FRAMEWORKS[framework].impl_prefix)
             for mode in names:
-                modes.add_row(framework, mode, spec.mode_help.get((framework, mode), ""))
+                note = "" if present else " [yellow](no implementation: cells are skipped)[/]"
+                modes.add_row(framework, mode, spec.mode_help.get((framework, mode), "") + note)
         console.print(modes)
 
 

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spotdiff import frameworks as fw
 from spotdiff.errors import UserError
-from spotdiff.tasks import get_spec, task_names
+from spotdiff.tasks import get_spec, register_task_file, task_names, task_source
 
 DEVICES = ("auto", "cpu", "gpu")
 
@@ -21,7 +21,8 @@ class Experiment(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tasks: list[str] = Field(default_factory=task_names)
+    tasks: list[str] | None = None  # None: every task (built in, installed, and from task_modules)
+    task_modules: list[str] = Field(default_factory=list)  # --task-module files or folders
     frameworks: list[str] = Field(default_factory=lambda: list(fw.FRAMEWORKS))
     modes: list[str] | None = None  # None: every mode of every framework
     variants: list[str] | None = None  # None: every variant of each task
@@ -48,6 +49,7 @@ class Cell(BaseModel):
     threads: int
     device: str
     params: dict[str, Any]
+    task_source: dict[str, str] | None = None  # where a --task-module task lives, for the worker
 
 
 def _one_line(error: ValidationError) -> str:
@@ -71,6 +73,10 @@ def task_params(task: str, overrides: dict[str, Any]) -> BaseModel:
 
 def validate(exp: Experiment) -> Experiment:
     """Check every name against what exists; raise UserError naming the valid choices."""
+    for path in exp.task_modules:
+        register_task_file(path)
+    if exp.tasks is None:
+        exp.tasks = task_names()
     if not exp.tasks:
         raise UserError(f"no task given; choose from: {', '.join(task_names())}")
     exp.tasks = list(dict.fromkeys(exp.tasks))
@@ -119,7 +125,7 @@ def expand(exp: Experiment) -> list[Cell]:
                             id=f"{task}-{framework}-{mode}-{variant}-s{exp.seed}",
                             task=task, framework=framework, mode=mode, variant=variant,
                             seed=exp.seed, repeats=exp.repeats, threads=exp.threads,
-                            device=exp.device, params=params,
+                            device=exp.device, params=params, task_source=task_source(task),
                         )
                     )
     if not cells:

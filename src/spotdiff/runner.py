@@ -88,9 +88,14 @@ def _rss_mb(process: psutil.Process) -> float:
 
 
 def skip_reason(cell: Cell) -> str | None:
+    """Why a cell cannot run here (checked without importing any framework), or None."""
+    from spotdiff.tasks import has_impl, impl_module
+
+    framework = fw.FRAMEWORKS[cell.framework]
     if fw.installed_version(cell.framework) is None:
-        extra = cell.framework
-        return f"{fw.FRAMEWORKS[cell.framework].label} is not installed (pip install 'spotdiff[{extra}]')"
+        return f"{framework.label} is not installed (pip install 'spotdiff[{cell.framework}]')"
+    if not has_impl(cell.task, framework.impl_prefix):
+        return f"task {cell.task} has no {framework.label} implementation ({impl_module(cell.task, framework.impl_prefix)})"
     return None
 
 

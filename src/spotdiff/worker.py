@@ -47,8 +47,10 @@ def peak_rss_mb() -> float:
 
 def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     from spotdiff import frameworks, measure
-    from spotdiff.tasks import get_spec, impl_module
+    from spotdiff.tasks import get_spec, impl_module, restore_task_source
 
+    if cell.task_source:
+        restore_task_source(cell.task, cell.task_source)
     pinned = pin_process(cell, cell_dir)
     framework = frameworks.FRAMEWORKS[cell.framework]
     start = time.perf_counter()

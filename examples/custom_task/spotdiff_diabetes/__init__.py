@@ -1,0 +1,1 @@
+"""Example spotdiff task package: MLP regression on scikit-learn's diabetes data."""
