@@ -8,6 +8,7 @@ results.json after every cell so an interrupted run keeps what it finished.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -133,6 +134,7 @@ def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
                 os.killpg(proc.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
+    shutil.rmtree(cell_dir / "compile-cache", ignore_errors=True)  # cold caches are not kept
     outcome = CellOutcome(cell, "failed", wall_s=time.perf_counter() - start)
     for event in read_events(events_path):
         kind = event["event"]

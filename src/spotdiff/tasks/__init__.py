@@ -25,6 +25,7 @@ from spotdiff.tasks.base import TaskSpec
 
 BUILTIN_TASKS = {
     "exponent": "spotdiff.tasks.exponent.spec",
+    "digits": "spotdiff.tasks.digits.spec",
 }
 TASK_MODULES = BUILTIN_TASKS  # the name other modules have used for the built-ins
 ENTRY_POINT_GROUP = "spotdiff.tasks"

@@ -1,0 +1,132 @@
+"""Digit CNN in JAX, the way Flax's MNIST example writes it: a Flax NNX module, Optax SGD with
+momentum, an nnx.jit train step; batches come from the task's per-epoch order."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import nnx
+
+from spotdiff.backends.jax import env, weights
+from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits.models import FLATTEN_CHW
+from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
+
+LAYERS = ["conv1", "conv2", "fc1", "fc2"]
+
+
+class ExamplesNet(nnx.Module):
+    """pytorch/examples' MNIST net, channels-last."""
+
+    def __init__(self, rngs: nnx.Rngs, dropout: bool = True):
+        self.conv1 = nnx.Conv(1, 10, (5, 5), padding="VALID", rngs=rngs)
+        self.conv2 = nnx.Conv(10, 20, (5, 5), padding="VALID", rngs=rngs)
+        self.conv2_drop = nnx.Dropout(0.5 if dropout else 0.0, broadcast_dims=(1, 2), rngs=rngs)  # whole channels
+        self.fc1 = nnx.Linear(320, 50, rngs=rngs)
+        self.drop = nnx.Dropout(0.5 if dropout else 0.0, rngs=rngs)
+        self.fc2 = nnx.Linear(50, 10, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+        x = nnx.relu(nnx.max_pool(self.conv1(x), (2, 2), (2, 2)))  # (B, 12, 12, 10)
+        x = nnx.relu(nnx.max_pool(self.conv2_drop(self.conv2(x)), (2, 2), (2, 2)))  # (B, 4, 4, 20)
+        x = x.reshape(x.shape[0], -1)  # (B, 320) in (H, W, C) order
+        return self.fc2(self.drop(nnx.relu(self.fc1(x))))
+
+
+class LayersNet(nnx.Module):
+    """The tf.layers tutorial's net."""
+
+    def __init__(self, rngs: nnx.Rngs, dropout: bool = True):
+        self.conv1 = nnx.Conv(1, 32, (5, 5), padding="SAME", rngs=rngs)
+        self.conv2 = nnx.Conv(32, 64, (5, 5), padding="SAME", rngs=rngs)
+        self.fc1 = nnx.Linear(7 * 7 * 64, 1024, rngs=rngs)
+        self.drop = nnx.Dropout(0.4 if dropout else 0.0, rngs=rngs)
+        self.fc2 = nnx.Linear(1024, 10, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+        x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))  # (B, 14, 14, 32)
+        x = nnx.max_pool(nnx.relu(self.conv2(x)), (2, 2), (2, 2))  # (B, 7, 7, 64)
+        x = x.reshape(x.shape[0], -1)  # (B, 3136)
+        return self.fc2(self.drop(nnx.relu(self.fc1(x))))
+
+
+def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> nnx.Module:
+    model = (ExamplesNet if params.model == "pytorch-examples" else LayersNet)(nnx.Rngs(seed), dropout)
+    if init == "shared":
+        weights.load_neutral(model, neutral_weights(data), "fc1", FLATTEN_CHW[params.model])
+    return model
+
+
+def loss_fn(model: nnx.Module, images: jax.Array, labels: jax.Array) -> jax.Array:
+    logits = model(images)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+@nnx.jit
+def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array) -> jax.Array:
+    loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels)
+    optimizer.update(model, grads)
+    return loss
+
+
+@partial(nnx.jit, static_argnums=())
+def eval_logits(model: nnx.Module, images: jax.Array) -> jax.Array:
+    return model(images)
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    model.eval()
+    logits = eval_logits(model, jnp.asarray(images[..., None]))
+    loss = float(optax.softmax_cross_entropy_with_integer_labels(logits, jnp.asarray(labels)).mean())
+    predictions = np.asarray(jnp.argmax(logits, 1))
+    model.train()
+    return loss, float((predictions == labels).mean()), predictions
+
+
+def train_epoch(model, optimizer, data, order: np.ndarray, batch_size: int) -> list[jax.Array]:
+    images, labels = data["x_train"], data["y_train"]
+    losses = []
+    for index in epoch_batches(order, batch_size):
+        losses.append(train_step(model, optimizer, jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
+    return losses
+
+
+def parity_probe(params, data, cell_dir: Path) -> str:
+    """Shared init, dropout off, the task's batch order: first-batch logits, gradients, one epoch."""
+    model = build_model(params, data, "shared", dropout=False)
+    x, y = common.probe_batch(data, params.batch_size)
+    images, labels = jnp.asarray(x[..., None]), jnp.asarray(y)
+    logits = model(images)
+    grads = nnx.grad(loss_fn)(model, images, labels)
+    named = weights.named_params(grads, LAYERS)
+    neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
+    optimizer = nnx.Optimizer(model, optax.sgd(params.lr, momentum=params.momentum), wrt=nnx.Param)
+    losses = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
+    curve = [float(v) for v in jax.device_get(losses)]
+    return common.save_probe(cell_dir, np.asarray(logits), neutral, curve)
+
+
+def run(cell, params, data, cell_dir: Path):
+    artifacts = {"parity_probe": parity_probe(params, data, cell_dir)} if params.parity_probe else {}
+    model = build_model(params, data, params.init, seed=cell.seed)
+    optimizer = nnx.Optimizer(model, optax.sgd(params.lr, momentum=params.momentum), wrt=nnx.Param)
+    epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
+    for epoch in range(params.epochs):
+        start = time.perf_counter()
+        losses = train_epoch(model, optimizer, data, data["epoch_order"][epoch], params.batch_size)
+        jax.block_until_ready(losses)
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += [float(v) for v in jax.device_get(losses)]  # fetched after the clock stopped
+        loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
+        test_loss.append(loss)
+        test_accuracy.append(accuracy)
+    param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
+    metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
+                                    test_accuracy, predictions, data["y_test"], param_count)
+    return metrics, series, artifacts

@@ -1,0 +1,128 @@
+"""Digit CNN in TensorFlow, the way the Keras MNIST convnet example writes it: keras.Sequential,
+tf.data, model.compile + model.fit. Modes: `fit` (graph), `eager` (run_eagerly), `xla` (jit_compile)."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spotdiff.backends.tensorflow import env, weights
+from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits.models import FLATTEN_CHW
+from spotdiff.tasks.digits.spec import neutral_weights
+
+
+def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
+    layers = keras.layers
+    if params.model == "pytorch-examples":
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(10, 5, name="conv1"),
+            layers.MaxPooling2D(2), layers.ReLU(),
+            layers.Conv2D(20, 5, name="conv2"),
+            layers.SpatialDropout2D(0.5 if dropout else 0.0),
+            layers.MaxPooling2D(2), layers.ReLU(),
+            layers.Flatten(),  # (B, 4*4*20) in (H, W, C) order
+            layers.Dense(50, activation="relu", name="fc1"),
+            layers.Dropout(0.5 if dropout else 0.0),
+            layers.Dense(10, name="fc2"),
+        ])
+    else:
+        model = keras.Sequential([
+            keras.Input((28, 28, 1)),
+            layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1"),
+            layers.MaxPooling2D(2),
+            layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2"),
+            layers.MaxPooling2D(2),
+            layers.Flatten(),  # (B, 7*7*64)
+            layers.Dense(1024, activation="relu", name="fc1"),
+            layers.Dropout(0.4 if dropout else 0.0),
+            layers.Dense(10, name="fc2"),
+        ])
+    if init == "shared":
+        weights.load_neutral(model, neutral_weights(data), "fc1", FLATTEN_CHW[params.model])
+    return model
+
+
+def make_dataset(data, batch_size: int, epochs: int) -> tf.data.Dataset:
+    """The task's per-epoch order as a tf.data pipeline of `epochs` x batches."""
+    images = tf.constant(data["x_train"][..., None])  # (N, 28, 28, 1)
+    labels = tf.constant(data["y_train"])
+    order = tf.constant(data["epoch_order"][:epochs])  # (E, N)
+    batches = tf.data.Dataset.from_tensor_slices(order).flat_map(
+        lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size)
+    )
+    return batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index))).prefetch(tf.data.AUTOTUNE)
+
+
+class EpochClock(keras.callbacks.Callback):
+    """Per-epoch training time and per-batch loss; evaluation runs after the clock stopped."""
+
+    def __init__(self, data):
+        super().__init__()
+        self.data, self.epoch_s, self.train_loss = data, [], []
+        self.test_loss, self.test_accuracy, self.predictions = [], [], None
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.running, self.start = [], time.perf_counter()
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.running.append(logs["loss"])  # Keras reports the epoch's running mean
+
+    def on_epoch_end(self, epoch, logs=None):
+        env.sync()
+        self.epoch_s.append(time.perf_counter() - self.start)
+        means = np.asarray([float(v) for v in self.running], np.float64)
+        counts = np.arange(1, len(means) + 1)
+        self.train_loss += list(np.diff(means * counts, prepend=0.0))  # back to per-batch losses
+        loss, accuracy, self.predictions = evaluate(self.model, self.data["x_test"], self.data["y_test"])
+        self.test_loss.append(loss)
+        self.test_accuracy.append(accuracy)
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    logits = model(images[..., None], training=False)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
+    predictions = np.argmax(np.asarray(logits), 1)
+    return float(loss), float((predictions == labels).mean()), predictions
+
+
+def parity_probe(params, data, cell_dir: Path) -> str:
+    """Shared init, dropout off, the task's batch order: first-batch logits, gradients, one epoch."""
+    model = build_model(params, data, "shared", dropout=False)
+    x, y = common.probe_batch(data, params.batch_size)
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        logits = model(x[..., None], training=True)
+        loss = loss_fn(y, logits)
+    grads = tape.gradient(loss, model.trainable_variables)
+    named = weights.named_variables(model, [g.numpy() for g in grads])
+    neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
+    model.compile(optimizer=keras.optimizers.SGD(params.lr, momentum=params.momentum), loss=loss_fn)
+    clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]})
+    steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
+    model.fit(make_dataset(data, params.batch_size, 1), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
+    return common.save_probe(cell_dir, logits.numpy(), neutral, clock.train_loss)
+
+
+def run(cell, params, data, cell_dir: Path):
+    artifacts = {"parity_probe": parity_probe(params, data, cell_dir)} if params.parity_probe else {}
+    keras.utils.set_random_seed(cell.seed)
+    model = build_model(params, data, params.init)
+    model.compile(
+        optimizer=keras.optimizers.SGD(learning_rate=params.lr, momentum=params.momentum),
+        loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
+        run_eagerly=cell.mode == "eager",
+        jit_compile=cell.mode == "xla",
+    )
+    clock = EpochClock(data)
+    steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
+    model.fit(make_dataset(data, params.batch_size, params.epochs), epochs=params.epochs,
+              steps_per_epoch=steps, verbose=0, callbacks=[clock])
+    metrics, series = common.finish(params, clock.epoch_s, len(data["y_train"]), clock.train_loss, clock.test_loss,
+                                    clock.test_accuracy, clock.predictions, data["y_test"], model.count_params())
+    return metrics, series, artifacts

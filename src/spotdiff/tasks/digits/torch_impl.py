@@ -1,0 +1,167 @@
+"""Digit CNN in PyTorch, the way pytorch/examples writes it: nn.Module, Dataset + DataLoader,
+SGD with momentum; `compile` mode wraps the model in torch.compile."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.data import DataLoader, Dataset, Sampler
+
+from spotdiff.backends.torch import env, weights
+from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits.models import FLATTEN_CHW
+
+
+class ExamplesNet(nn.Module):
+    """pytorch/examples' MNIST net of the post's era."""
+
+    def __init__(self, dropout: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 10, kernel_size=5)
+        self.conv2 = nn.Conv2d(10, 20, kernel_size=5)
+        self.conv2_drop = nn.Dropout2d(0.5 if dropout else 0.0)
+        self.fc1 = nn.Linear(320, 50)
+        self.fc2 = nn.Linear(50, 10)
+        self.p_drop = 0.5 if dropout else 0.0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10) logits
+        x = F.relu(F.max_pool2d(self.conv1(x), 2))  # (B, 10, 12, 12)
+        x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))  # (B, 20, 4, 4)
+        x = torch.flatten(x, 1)  # (B, 320)
+        x = F.relu(self.fc1(x))
+        x = F.dropout(x, p=self.p_drop, training=self.training)
+        return self.fc2(x)
+
+
+class LayersNet(nn.Module):
+    """The tf.layers tutorial's net, written as a PyTorch module."""
+
+    def __init__(self, dropout: bool = True):
+        super().__init__()
+        self.conv1 = nn.Conv2d(1, 32, kernel_size=5, padding="same")
+        self.conv2 = nn.Conv2d(32, 64, kernel_size=5, padding="same")
+        self.fc1 = nn.Linear(7 * 7 * 64, 1024)
+        self.fc2 = nn.Linear(1024, 10)
+        self.dropout = nn.Dropout(0.4 if dropout else 0.0)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10)
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (B, 32, 14, 14)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (B, 64, 7, 7)
+        x = torch.flatten(x, 1)  # (B, 3136)
+        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+
+
+class DigitImages(Dataset):
+    def __init__(self, images: np.ndarray, labels: np.ndarray):
+        self.images = torch.from_numpy(images).unsqueeze(1)  # (N, 1, 28, 28)
+        self.labels = torch.from_numpy(labels)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.images[index], self.labels[index]
+
+
+class EpochOrder(Sampler):
+    """The task's per-epoch permutations, so every framework sees the same batches."""
+
+    def __init__(self, order: np.ndarray):
+        self.order, self.epoch = order, 0
+
+    def __len__(self) -> int:
+        return self.order.shape[1]
+
+    def __iter__(self):
+        epoch, self.epoch = self.epoch, self.epoch + 1
+        return iter(self.order[epoch % len(self.order)].tolist())
+
+
+def build_model(params, data, init: str, dropout: bool = True) -> nn.Module:
+    model = (ExamplesNet if params.model == "pytorch-examples" else LayersNet)(dropout)
+    if init == "shared":
+        weights.load_neutral(model, common_weights(data))
+    return model.to(env.device())
+
+
+def common_weights(data):
+    from spotdiff.tasks.digits.spec import neutral_weights
+
+    return neutral_weights(data)
+
+
+def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], int]:
+    model.train()
+    losses, seen = [], 0
+    device = env.device()
+    for images, labels in loader:
+        images, labels = images.to(device), labels.to(device)
+        losses.append(step(images, labels))
+        seen += len(labels)
+    return losses, seen
+
+
+def evaluate(model, images: np.ndarray, labels: np.ndarray) -> tuple[float, float, np.ndarray]:
+    model.eval()
+    device = env.device()
+    with torch.no_grad():
+        logits = model(torch.from_numpy(images).unsqueeze(1).to(device))
+        target = torch.from_numpy(labels).to(device)
+        loss = F.cross_entropy(logits, target).item()
+        predictions = logits.argmax(1).cpu().numpy()
+    return loss, float((predictions == labels).mean()), predictions
+
+
+def parity_probe(params, data, cell_dir: Path) -> str:
+    """Shared init, dropout off, the task's batch order: first-batch logits, gradients, one epoch."""
+    model = build_model(params, data, "shared", dropout=False)
+    x, y = common.probe_batch(data, params.batch_size)
+    logits = model(torch.from_numpy(x).unsqueeze(1).to(env.device()))
+    F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
+    grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
+    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+    loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
+                        sampler=EpochOrder(data["epoch_order"][:1]))
+    losses, _ = train_epoch(model, make_step(model, optimizer), loader)
+    return common.save_probe(cell_dir, logits.detach().cpu().numpy(), grads, [float(v) for v in losses])
+
+
+def make_step(model, optimizer):
+    def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = F.cross_entropy(model(images), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+
+    return step
+
+
+def run(cell, params, data, cell_dir: Path):
+    artifacts = {"parity_probe": parity_probe(params, data, cell_dir)} if params.parity_probe else {}
+    torch.manual_seed(cell.seed)
+    model = build_model(params, data, params.init)
+    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+    forward = torch.compile(model) if cell.mode == "compile" else model
+    step = make_step(forward, optimizer)
+    loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
+                        sampler=EpochOrder(data["epoch_order"]))
+    epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
+    for _ in range(params.epochs):
+        start = time.perf_counter()
+        losses, _ = train_epoch(model, step, loader)
+        env.sync()
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += torch.stack(losses).tolist()  # fetched after the clock stopped
+        loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
+        test_loss.append(loss)
+        test_accuracy.append(accuracy)
+    param_count = sum(p.numel() for p in model.parameters())
+    metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
+                                    test_accuracy, predictions, data["y_test"], param_count)
+    return metrics, series, artifacts
