@@ -8,68 +8,11 @@ import re
 from pathlib import Path
 
 import pytest
+from conftest import cell, make_results
 
 from spotdiff.report import html, plots
 
 SAMPLE = Path(__file__).resolve().parents[1] / "runs" / "sample" / "results.json"
-
-
-def cell(framework, mode, variant, steady=None, spread=None, status="ok", task="exponent", **metrics):
-    """One results.json cell; ok cells get a short phi/loss trajectory unless `series` is given."""
-    series = metrics.pop("series", None)
-    if status == "ok" and series is None:
-        phis = [3.0 - 2.0 * 0.99**step for step in range(1200)]  # longer than plots.MAX_POINTS
-        series = {"phi": phis, "loss": [(3.0 - p) ** 2 / 10 for p in phis]}
-    if steady is not None:
-        metrics["steady_step_us"] = steady
-        low, high = spread or (steady, steady)
-        metrics["steady_step_us_min"], metrics["steady_step_us_max"] = low, high
-    return {
-        "id": f"{task}-{framework}-{mode}-{variant}-s0", "task": task, "framework": framework, "mode": mode,
-        "variant": variant, "seed": 0, "status": status, "error": metrics.pop("error", None),
-        "stderr_tail": metrics.pop("stderr_tail", None), "environment": {},
-        "metrics": metrics if status == "ok" else {}, "series": series or {},
-    }
-
-
-def make_results() -> dict:
-    common = {"first_step_s": 0.5, "compile_s": 0.4, "final_phi": 2.999987,
-              "phi_error": 1.3e-5, "steps_to_converge": 341, "final_loss": 1e-12}
-    cells = [
-        cell("torch", "eager", "manual", 120.0, (119.0, 121.0), peak_rss_mb=240.0, import_s=1.0, **common),
-        cell("tensorflow", "graph", "manual", 220.0, (210.0, 230.0), peak_rss_mb=760.0, import_s=3.0,
-             **common),
-        cell("tensorflow", "xla", "manual", status="failed", error="XLA compile failed: <boom> & more",
-             stderr_tail="Traceback (most recent call last):\n  <script>alert(1)</script>"),
-        cell("jax", "eager", "manual", status="skipped", error="jax is not installed"),
-        # jax-jit imports 12% faster than jax-fused: noise between modes, not a difference
-        cell("jax", "jit", "manual", 16.0, (15.0, 17.0), peak_rss_mb=250.0, import_s=0.40, **common),
-        cell("jax", "fused", "manual", 5.0, (4.9, 5.1), peak_rss_mb=255.0, import_s=0.45, **common),
-        cell("torch", "eager", "optimizer", 180.0, (170.0, 190.0), peak_rss_mb=240.0, import_s=1.0, **common),
-        cell("jax", "jit", "optimizer", 5.5, (5.2, 5.8), peak_rss_mb=300.0, import_s=0.4, **common),
-        cell("jax", "fused", "optimizer", 5.0, (4.8, 6.0), peak_rss_mb=310.0, import_s=0.45, **common),
-        # ok, but nothing recorded: null metrics and no series
-        cell("torch", "compile", "optimizer", series={}, steady_step_us=None, first_step_s=None),
-        # a task this version does not know still renders
-        cell("mystery", "eager", "only", 50.0, task="mystery", first_step_s=0.1,
-             series={"accuracy": [0.1, 0.5, 0.9]}),
-    ]
-    parity_manual = {"cells": 4, "max_trajectory_dev": 2.4e-7, "max_final_dev": 0.0,
-                     "trajectory_pair": ["torch-eager", "jax-jit"],
-                     "final_pair": ["torch-eager", "jax-fused"],
-                     "trajectory_tol": 1e-3, "final_tol": 1e-4, "passed": True}
-    parity_optimizer = {**parity_manual, "max_trajectory_dev": 0.02, "passed": False,
-                        "trajectory_pair": ["jax-jit", "jax-fused"]}
-    return {
-        "schema": 1, "run_id": "test-run-42", "status": "complete",
-        "environment": {"python": "3.11.7", "cpu_model": "Test CPU 9000", "cpu_cores": 8, "threads": 2,
-                        "device": "cpu", "dtype": "float32", "started_at": "2026-01-02T03:04:05+0000",
-                        "frameworks": {"torch": "2.13.0", "tensorflow": "2.21.0", "jax": "0.10.2"},
-                        "flags": {"XLA_FLAGS": "--xla_cpu_multi_thread_eigen=false"}},
-        "experiment": {"tasks": ["exponent", "mystery"], "seed": 0, "repeats": 3, "overrides": {}},
-        "cells": cells,
-        "parity": {"exponent": {"manual": parity_manual, "optimizer": parity_optimizer}},
-    }
 
 
 @pytest.fixture(scope="module")

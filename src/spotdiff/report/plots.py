@@ -17,6 +17,7 @@ from typing import Any
 import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter
 
 from spotdiff.errors import UserError
 from spotdiff.tasks import get_spec
@@ -37,7 +38,7 @@ SPEED_METRICS = (("steady_step_us", "steady µs/step", "µs"), ("first_step_s", 
 RC = {
     "svg.fonttype": "none",  # real <text>: smaller SVG, selectable, styled by the page's fonts
     "font.family": "sans-serif", "font.sans-serif": ["DejaVu Sans", "Helvetica", "Arial"],
-    "font.size": 9, "legend.fontsize": 8, "axes.titlesize": 10, "axes.titleweight": "bold",
+    "font.size": 10, "legend.fontsize": 9, "axes.titlesize": 11, "axes.titleweight": "bold",
     "axes.spines.top": False, "axes.spines.right": False, "axes.edgecolor": "#868e96",
     "axes.grid": True, "axes.axisbelow": True, "grid.color": "#e9ecef", "grid.linewidth": 0.8,
 }
@@ -211,7 +212,7 @@ def speed_figure(results: dict[str, Any], task: str, key: str, label: str, unit:
             value = finite_number(metrics.get(key))
             if value is None or value <= 0:
                 why = cell.get("status") if cell.get("status") != "ok" else "no value"
-                ax.text(left * 1.15, row, why, va="center", fontsize=8, color="#868e96", style="italic")
+                ax.text(left * 1.15, row, why, va="center", fontsize=9, color="#868e96", style="italic")
                 continue
             colour, _ = _style(cell, cells)
             ax.barh(row, value - left, left=left, height=0.68, color=colour)
@@ -219,13 +220,26 @@ def speed_figure(results: dict[str, Any], task: str, key: str, label: str, unit:
             if low is not None and high is not None:
                 xerr = [[max(0.0, value - low)], [max(0.0, high - value)]]
                 ax.errorbar(value, row, xerr=xerr, fmt="none", ecolor="#212529", elinewidth=1, capsize=2.5)
-            ax.text(max(value, high or 0) * 1.12, row, format_value(value, unit), va="center", fontsize=8)
+            ax.text(max(value, high or 0) * 1.12, row, format_value(value, unit), va="center", fontsize=9)
         ax.set_yticks(range(len(group)), [cell_label(c, with_seed) for c in group])
         ax.set(ylim=(len(group) - 0.5, -0.5), xscale="log", xlim=(left, right))
         ax.grid(axis="y", visible=False)
         ax.set_title(f"{task} · {variant}", loc="left")
+    _plain_log_ticks(axes[-1], math.log10(right / left))
     axes[-1].set_xlabel(f"{label}, log scale (lower is better)")
     return fig
+
+
+def _plain_log_ticks(ax: Any, decades: float) -> None:
+    """Label a log x axis 0.1, 0.2, 0.5, 1 rather than 10⁻¹, 2×10⁻¹, 3×10⁻¹: matplotlib's own minor
+    labels collide on an axis of about one decade. Labels at 2 and 5 only where there is room."""
+    coefficients = (2, 5) if decades <= 3 else ()
+
+    def minor(x: float, _pos: int) -> str:
+        return f"{x:g}" if round(x / 10 ** math.floor(math.log10(x) + 1e-9)) in coefficients else ""
+
+    ax.xaxis.set_major_formatter(FuncFormatter(lambda x, _pos: f"{x:g}"))
+    ax.xaxis.set_minor_formatter(FuncFormatter(minor))
 
 
 def figure_svg(fig: Figure, salt: str) -> str:

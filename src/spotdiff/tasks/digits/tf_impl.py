@@ -62,9 +62,10 @@ def make_dataset(data, batch_size: int, epochs: int) -> tf.data.Dataset:
 class EpochClock(keras.callbacks.Callback):
     """Per-epoch training time and per-batch loss; evaluation runs after the clock stopped."""
 
-    def __init__(self, data):
+    def __init__(self, data, batch_size: int):
         super().__init__()
         self.data, self.epoch_s, self.train_loss = data, [], []
+        self.batch_size, self.n_train = batch_size, len(data["y_train"])
         self.test_loss, self.test_accuracy, self.predictions = [], [], None
 
     def on_epoch_begin(self, epoch, logs=None):
@@ -76,9 +77,11 @@ class EpochClock(keras.callbacks.Callback):
     def on_epoch_end(self, epoch, logs=None):
         env.sync()
         self.epoch_s.append(time.perf_counter() - self.start)
+        # Keras reports the running mean weighted by batch size; recover each batch's own loss.
         means = np.asarray([float(v) for v in self.running], np.float64)
-        counts = np.arange(1, len(means) + 1)
-        self.train_loss += list(np.diff(means * counts, prepend=0.0))  # back to per-batch losses
+        sizes = np.diff(np.minimum(np.arange(len(means) + 1) * self.batch_size, self.n_train))
+        totals = means * np.cumsum(sizes)
+        self.train_loss += list(np.diff(totals, prepend=0.0) / sizes)
         loss, accuracy, self.predictions = evaluate(self.model, self.data["x_test"], self.data["y_test"])
         self.test_loss.append(loss)
         self.test_accuracy.append(accuracy)
@@ -103,7 +106,7 @@ def parity_probe(params, data, cell_dir: Path) -> str:
     named = weights.named_variables(model, [g.numpy() for g in grads])
     neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
     model.compile(optimizer=keras.optimizers.SGD(params.lr, momentum=params.momentum), loss=loss_fn)
-    clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]})
+    clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]}, params.batch_size)
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
     model.fit(make_dataset(data, params.batch_size, 1), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
     return common.save_probe(cell_dir, logits.numpy(), neutral, clock.train_loss)
@@ -119,7 +122,7 @@ def run(cell, params, data, cell_dir: Path):
         run_eagerly=cell.mode == "eager",
         jit_compile=cell.mode == "xla",
     )
-    clock = EpochClock(data)
+    clock = EpochClock(data, params.batch_size)
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
     model.fit(make_dataset(data, params.batch_size, params.epochs), epochs=params.epochs,
               steps_per_epoch=steps, verbose=0, callbacks=[clock])
