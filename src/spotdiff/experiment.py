@@ -50,6 +50,9 @@ class Cell(BaseModel):
     device: str
     params: dict[str, Any]
     task_source: dict[str, str] | None = None  # where a --task-module task lives, for the worker
+    # This cell's TensorBoard run directory; None: the worker derives it from the run directory
+    # (see spotdiff.record.tensorboard.cell_log_dir) and fills it in before the task runs.
+    tensorboard_dir: str | None = None
 
 
 def _one_line(error: ValidationError) -> str:
@@ -103,7 +106,10 @@ def validate(exp: Experiment) -> Experiment:
         if key not in known_keys:
             raise UserError(f"unknown --set key {key!r} for {', '.join(exp.tasks)}; choose from: {', '.join(known_keys)}")
     for task in exp.tasks:
-        task_params(task, exp.overrides)
+        params = task_params(task, exp.overrides)
+        prepare = get_spec(task).prepare
+        if prepare is not None:
+            prepare(params)  # e.g. data files present and valid: fail here, before any cell runs
     return exp
 
 

@@ -50,6 +50,11 @@ def run_experiment(
     results_file.write(path, results)
 
     def record(outcome: runner.CellOutcome) -> None:
+        rate = outcome.metrics.get("gflops_per_s")
+        if rate:  # achieved FLOP rate as a fraction of this machine's measured matmul peak
+            if "matmul_peak_gflops" not in results["environment"]:
+                results["environment"]["matmul_peak_gflops"] = environment.matmul_peak_gflops(exp.threads)
+            outcome.metrics["peak_fraction"] = rate / results["environment"]["matmul_peak_gflops"]
         results["cells"].append(outcome.as_record())
         results_file.write(path, results)
         on_done(outcome)

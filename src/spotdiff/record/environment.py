@@ -47,3 +47,22 @@ def collect(threads: int, device: str) -> dict[str, Any]:
         "flags": {name: os.environ[name] for name in RELEVANT_FLAGS if name in os.environ},
         "started_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
+
+
+def matmul_peak_gflops(threads: int, size: int = 1024, repeats: int = 5) -> float:
+    """This machine's single-precision matmul rate with `threads` BLAS threads: the best of a few
+    float32 (size x size) products through numpy, in GFLOP/s (2 n^3 flops each)."""
+    import numpy as np
+    from threadpoolctl import threadpool_limits
+
+    rng = np.random.default_rng(0)
+    a = rng.random((size, size), dtype=np.float32)
+    b = rng.random((size, size), dtype=np.float32)
+    best = float("inf")
+    with threadpool_limits(limits=threads):
+        a @ b  # warm-up
+        for _ in range(repeats):
+            start = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - start)
+    return 2 * size**3 / best / 1e9

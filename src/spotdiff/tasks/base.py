@@ -34,3 +34,5 @@ class TaskSpec:
     # Series the report plots against step: (key, label, log_scale)
     plotted_series: tuple[tuple[str, str, bool], ...] = ()
     references: dict[str, Any] = field(default_factory=dict)
+    # Parent-side check before any cell starts (numpy only): fetch/verify data, raise UserError.
+    prepare: Callable[[BaseModel], None] | None = None

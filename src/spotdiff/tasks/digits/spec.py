@@ -86,6 +86,20 @@ def build_data(params: DigitsParams, seed: int) -> dict[str, np.ndarray]:
     return arrays
 
 
+def prepare(params: DigitsParams) -> None:
+    """In the parent, before any cell: the IDX files exist (downloaded once if needed), parse,
+    and hold at least one batch."""
+    if params.dataset == "digits":
+        return
+    data_dir = Path(params.data_dir).expanduser() if params.data_dir else None
+    arrays = datasets.load_idx_dataset(params.dataset, data_dir, cache_dir(params.dataset))
+    n_train = min(len(arrays["y_train"]), params.limit_train or len(arrays["y_train"]))
+    if params.batch_size > n_train:
+        from spotdiff.errors import UserError
+
+        raise UserError(f"batch_size {params.batch_size} is larger than the training set ({n_train} images)")
+
+
 def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
 
@@ -157,6 +171,7 @@ SPEC = TaskSpec(
     build_data=build_data,
     derive_metrics=derive_metrics,
     parity=parity,
+    prepare=prepare,
     headline_metrics=(
         ("test_accuracy", "test accuracy", "", False),
         ("steady_images_per_s", "steady images/s", "img/s", False),

@@ -10,6 +10,7 @@ import numpy as np
 import optax
 
 from spotdiff.backends.jax import env
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 
@@ -18,11 +19,13 @@ def loss_fn(phi: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
 
 
 def make_optimizer(params: ExponentParams, lr: float) -> optax.GradientTransformation:
+    # momentum / b1, b2 / decay / eps; with hparams=native, unset ones are Optax's defaults
+    kwargs = native_kwargs("jax", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
-        return optax.sgd(lr, momentum=params.momentum)
+        return optax.sgd(lr, **kwargs)
     if params.optimizer == "adam":
-        return optax.adam(lr, b1=params.beta1, b2=params.beta2, eps=params.eps)
-    return optax.rmsprop(lr, decay=params.rho, eps=params.eps)
+        return optax.adam(lr, **kwargs)
+    return optax.rmsprop(lr, **kwargs)
 
 
 class TrainState(NamedTuple):
@@ -54,8 +57,9 @@ class ExponentRunner:
         self.whole_loop = mode == "fused"
         self.x = jnp.asarray(data["x"])  # (N,)
         self.y = jnp.asarray(data["y"])  # (N,)
-        self.optimizer = make_optimizer(params, params.learning_rate(variant)) if variant == "optimizer" else None
-        step = make_train_step(variant, params.learning_rate(variant), self.optimizer)
+        self.lr = params.learning_rate(variant)
+        self.optimizer = make_optimizer(params, self.lr) if variant == "optimizer" else None
+        step = make_train_step(variant, self.lr, self.optimizer)
         self.step = jax.jit(step) if mode == "jit" else step
         self.fused_loop = None
         self.state = self._initial_state()
@@ -79,6 +83,7 @@ class ExponentRunner:
 
             return jax.lax.scan(body, state, None, length=steps)  # records: ((steps,), (steps,))
 
+        self.train_loop = train_loop  # kept for TensorBoard's jaxpr of the whole loop
         self.fused_loop = train_loop.lower(self.state, self.x, self.y).compile()
 
     def run(self, steps: int) -> Any:
@@ -116,3 +121,21 @@ class ExponentRunner:
 
 def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
     return ExponentRunner(mode, variant, params, data)
+
+
+def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list[float]]) -> None:
+    """After timing: phi and its gradient every K steps, the learning rate, the jaxpr as a graph."""
+    from spotdiff.backends.jax.tensorboard import write_graph
+    from spotdiff.record.tensorboard import code_block
+
+    def gradient_at(phis: np.ndarray) -> np.ndarray:  # jax.grad at each recorded phi, batched
+        grad = jax.vmap(jax.grad(loss_fn), in_axes=(0, None, None))
+        return np.asarray(grad(jnp.asarray(phis), runner.x, runner.y))
+
+    board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
+    board.step_scalars({"train/learning_rate": [runner.lr] * runner.params.steps})
+    if runner.whole_loop:  # the whole scan loop, and the optimised HLO of the program that ran
+        write_graph(board, runner.train_loop, (runner.state, runner.x, runner.y), ("state", "x", "y"))
+        board.text("graph/hlo", code_block(runner.fused_loop.as_text()))
+    else:
+        write_graph(board, runner.step, (runner.state, runner.x, runner.y), ("state", "x", "y"))

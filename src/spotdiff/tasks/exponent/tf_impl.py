@@ -9,6 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff.backends.tensorflow import env
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 
@@ -17,13 +18,13 @@ def loss_fn(phi: tf.Variable, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
 
 
 def make_optimizer(params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+    # momentum / beta_1, beta_2 / rho / epsilon; with hparams=native, unset ones are Keras' defaults
+    kwargs = native_kwargs("tensorflow", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
-        return keras.optimizers.SGD(learning_rate=lr, momentum=params.momentum)
+        return keras.optimizers.SGD(learning_rate=lr, **kwargs)
     if params.optimizer == "adam":
-        return keras.optimizers.Adam(
-            learning_rate=lr, beta_1=params.beta1, beta_2=params.beta2, epsilon=params.eps
-        )
-    return keras.optimizers.RMSprop(learning_rate=lr, rho=params.rho, epsilon=params.eps)
+        return keras.optimizers.Adam(learning_rate=lr, **kwargs)
+    return keras.optimizers.RMSprop(learning_rate=lr, **kwargs)
 
 
 class ExponentRunner:
@@ -43,6 +44,7 @@ class ExponentRunner:
             # Keras keeps the learning rate among its variables: reset to these, not to zeros.
             self._optimizer_start = [v.numpy() for v in self.optimizer.variables]
         step = self._optimizer_step if self.optimizer else self._manual_step
+        self.python_step = step  # before tf.function: TensorBoard traces it for eager mode's graph
         if mode == "graph":
             step = tf.function(step)
         elif mode == "xla":
@@ -104,7 +106,7 @@ class SessionRunner:
         v1 = tf.compat.v1
         self.params = params
         self.feed_values = (data["x"], data["y"])
-        lr = params.learning_rate(variant)
+        self.lr = lr = params.learning_rate(variant)
         self.graph = tf.Graph()
         with self.graph.as_default():
             self.x = v1.placeholder(tf.float32, shape=[None], name="x")  # (N,)
@@ -160,14 +162,44 @@ class SessionRunner:
 
 def _v1_optimizer(params: ExponentParams, lr: float):
     train = tf.compat.v1.train
+    hp = params.optimizer_hparams()  # hparams=native: unset ones are the v1 defaults (RMSProp eps 1e-10)
     if params.optimizer == "sgd":
-        return train.MomentumOptimizer(lr, momentum=params.momentum)
+        return train.MomentumOptimizer(lr, momentum=hp["momentum"])
+    v1_names = {"beta1": "beta1", "beta2": "beta2", "rho": "decay", "eps": "epsilon"}
+    kwargs = {v1_names[key]: value for key, value in hp.items()}
     if params.optimizer == "adam":
-        return train.AdamOptimizer(lr, beta1=params.beta1, beta2=params.beta2, epsilon=params.eps)
-    return train.RMSPropOptimizer(lr, decay=params.rho, epsilon=params.eps)
+        return train.AdamOptimizer(lr, **kwargs)
+    return train.RMSPropOptimizer(lr, **kwargs)
 
 
 def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
     if mode == "session":
         return SessionRunner(variant, params, data, threads)
     return ExponentRunner(mode, variant, params, data)
+
+
+def write_tensorboard(runner: ExponentRunner | SessionRunner, board: Any, series: dict[str, list[float]]) -> None:
+    """After timing: phi and its gradient every K steps, the learning rate, the traced graph."""
+    from spotdiff.backends.tensorflow.tensorboard import write_graph
+
+    session = isinstance(runner, SessionRunner)
+    x, y = (tf.constant(v) for v in runner.feed_values) if session else (runner.x, runner.y)
+
+    def gradient_at(phis: np.ndarray) -> np.ndarray:  # GradientTape at each recorded phi
+        grads = []
+        for value in phis:
+            phi = tf.constant(value)
+            with tf.GradientTape() as tape:
+                tape.watch(phi)
+                loss = loss_fn(phi, x, y)
+            grads.append(tape.gradient(loss, phi).numpy())
+        return np.asarray(grads)
+
+    board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
+    board.step_scalars({"train/learning_rate": [runner.lr] * runner.params.steps})
+    if session:
+        write_graph(board, runner.graph)  # the v1 graph Session.run executed
+    elif isinstance(runner.train_step, tf.types.experimental.PolymorphicFunction):
+        write_graph(board, runner.train_step)  # the trace graph/xla mode ran
+    else:
+        write_graph(board, tf.function(runner.python_step))  # eager runs no graph: its trace, for reference

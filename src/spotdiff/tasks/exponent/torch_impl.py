@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from spotdiff.backends.torch import env
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 
@@ -16,11 +17,13 @@ def loss_fn(phi: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
 
 
 def make_optimizer(params: ExponentParams, phi: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+    # momentum / betas / alpha / eps; with hparams=native, what the user left unset is torch's default
+    kwargs = native_kwargs("torch", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
-        return torch.optim.SGD([phi], lr=lr, momentum=params.momentum)
+        return torch.optim.SGD([phi], lr=lr, **kwargs)
     if params.optimizer == "adam":
-        return torch.optim.Adam([phi], lr=lr, betas=(params.beta1, params.beta2), eps=params.eps)
-    return torch.optim.RMSprop([phi], lr=lr, alpha=params.rho, eps=params.eps)
+        return torch.optim.Adam([phi], lr=lr, **kwargs)
+    return torch.optim.RMSprop([phi], lr=lr, **kwargs)
 
 
 class ExponentRunner:
@@ -90,3 +93,27 @@ class ExponentRunner:
 
 def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
     return ExponentRunner(mode, variant, params, data)
+
+
+class LossModel(torch.nn.Module):
+    """phi as a parameter and the loss as forward(): the model torch.export captures for TensorBoard."""
+
+    def __init__(self, phi: torch.Tensor):
+        super().__init__()
+        self.phi = torch.nn.Parameter(phi.detach().clone())
+
+    def forward(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return loss_fn(self.phi, x, y)
+
+
+def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list[float]]) -> None:
+    """After timing: phi and its gradient every K steps, the learning rate, the exported graph."""
+    from spotdiff.backends.torch.tensorboard import write_graph
+
+    def gradient_at(phis: np.ndarray) -> np.ndarray:  # autograd at each recorded phi, batched
+        grad = torch.func.vmap(torch.func.grad(loss_fn), in_dims=(0, None, None))
+        return grad(torch.from_numpy(phis).to(runner.x.device), runner.x, runner.y).cpu().numpy()
+
+    board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
+    board.step_scalars({"train/learning_rate": [runner.lr] * runner.params.steps})
+    write_graph(board, LossModel(runner.phi), (runner.x, runner.y))

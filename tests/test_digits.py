@@ -1,0 +1,99 @@
+"""The digit CNN in every framework x mode, run for real; weight layouts against numpy oracles."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from spotdiff.backends import layouts
+from spotdiff.experiment import build_experiment, expand
+from spotdiff.orchestrate import run_experiment
+from spotdiff.tasks.digits import models
+from spotdiff.tasks.digits.spec import CURVE_TOL, PROBE_TOL
+
+SMALL = {"limit_train": 192, "limit_test": 60, "epochs": 2, "batch_size": 32}
+MATRIX = [(c.framework, c.mode) for c in expand(build_experiment({"tasks": ["digits"]}))]
+NAMES = ("test_accuracy", "test_loss", "steady_images_per_s", "first_epoch_s", "epoch_s", "peak_rss_mb",
+         "param_count", "gflops_per_s", "peak_fraction")
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu", "overrides": SMALL})
+    results, _ = run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
+    return results
+
+
+@pytest.mark.parametrize("framework,mode", MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_cell_trains_and_reports_the_promised_metrics(digits_run, framework, mode):
+    (cell,) = [c for c in digits_run["cells"] if (c["framework"], c["mode"]) == (framework, mode)]
+    assert cell["status"] == "ok", (cell["error"], cell["stderr_tail"])
+    m = cell["metrics"]
+    for name in NAMES:
+        assert m.get(name) is not None, name
+    assert m["param_count"] == models.PARAM_COUNTS["pytorch-examples"] and m["param_count_ok"]
+    assert len(cell["series"]["train_loss"]) == 2 * 6 and len(cell["series"]["test_accuracy"]) == 2
+    assert 0 <= m["test_accuracy"] <= 1 and m["steady_images_per_s"] > 0
+    assert np.all(np.isfinite(cell["series"]["train_loss"]))
+    assert len(cell["series"]["misclassified_index"]) == len(cell["series"]["misclassified_pred"])
+
+
+def test_parity_probe_agrees_across_every_pair(digits_run):
+    probe = digits_run["parity"]["digits"]["probe"]
+    assert probe["cells"] == len(MATRIX)
+    assert len(probe["pairs"]) == len(MATRIX) * (len(MATRIX) - 1) // 2
+    for pair in probe["pairs"]:
+        assert pair["logits"] <= PROBE_TOL and pair["gradients"] <= PROBE_TOL, pair
+        assert pair["first_epoch_loss"] <= CURVE_TOL, pair
+    assert probe["passed"] is True
+
+
+def test_flops_and_parameter_counts_follow_the_architecture():
+    for model in models.MODELS:
+        assert models.param_count(model) == models.PARAM_COUNTS[model]
+    assert models.forward_flops_per_image("pytorch-examples") == 2 * (25 * 10 * 24 * 24 + 10 * 25 * 20 * 8 * 8 + 320 * 50 + 50 * 10)
+
+
+def _conv_nchw(x, w):  # x (C, H, W), w (O, C, k, k): valid cross-correlation, the numpy oracle
+    o, c, k, _ = w.shape
+    out = np.zeros((o, x.shape[1] - k + 1, x.shape[2] - k + 1))
+    for i in range(out.shape[1]):
+        for j in range(out.shape[2]):
+            out[:, i, j] = np.tensordot(w, x[:, i:i + k, j:j + k], axes=([1, 2, 3], [0, 1, 2]))
+    return out
+
+
+def _conv_nhwc(x, w):  # x (H, W, C), w (k, k, C, O)
+    k = w.shape[0]
+    out = np.zeros((x.shape[0] - k + 1, x.shape[1] - k + 1, w.shape[3]))
+    for i in range(out.shape[0]):
+        for j in range(out.shape[1]):
+            out[i, j] = np.tensordot(x[i:i + k, j:j + k], w, axes=([0, 1, 2], [0, 1, 2]))
+    return out
+
+
+def test_conv_kernel_conversion_computes_the_same_convolution():
+    rng = np.random.default_rng(0)
+    x, w = rng.normal(size=(3, 7, 7)), rng.normal(size=(4, 3, 3, 3))
+    expected = _conv_nchw(x, w)  # (O, H, W)
+    got = _conv_nhwc(x.transpose(1, 2, 0), layouts.conv_oihw_to_hwio(w))  # (H, W, O)
+    np.testing.assert_allclose(got.transpose(2, 0, 1), expected, rtol=1e-12)
+    np.testing.assert_array_equal(layouts.conv_hwio_to_oihw(layouts.conv_oihw_to_hwio(w)), w)
+
+
+def test_first_dense_layer_is_permuted_for_the_channels_last_flatten():
+    rng = np.random.default_rng(1)
+    features = rng.normal(size=(20, 4, 4))  # (C, H, W) after the last convolution
+    kernel = rng.normal(size=(50, 320))  # neutral (out, in) over the (C, H, W) flatten
+    expected = kernel @ features.reshape(-1)
+    channels_last = layouts.dense_to_in_out(kernel, (20, 4, 4))  # (in, out) over (H, W, C)
+    np.testing.assert_allclose(features.transpose(1, 2, 0).reshape(-1) @ channels_last, expected, rtol=1e-12)
+    np.testing.assert_array_equal(layouts.dense_from_in_out(channels_last, (20, 4, 4)), kernel)
+    np.testing.assert_array_equal(layouts.dense_to_in_out(kernel), kernel.T)
+
+
+def test_shared_weights_are_seeded_and_shaped():
+    a, b = models.shared_weights("tf-layers", 0), models.shared_weights("tf-layers", 0)
+    assert all(np.array_equal(a[k], b[k]) for k in a)
+    assert a["conv1.weight"].shape == (32, 1, 5, 5) and a["fc1.weight"].shape == (1024, 3136)
+    assert a["fc1.weight"].dtype == np.float32
