@@ -166,7 +166,7 @@ def parity_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 def _columns(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
     info, spec = _metric_info(task), task_spec(task)
     present = {k for c in ordered_cells(results, task) for k in (c.get("metrics") or {})}
-    keys = [k for k, *_ in RUNTIME_COLUMNS]
+    keys = [k for k, *_ in RUNTIME_COLUMNS if k in present or not present]
     if spec:
         extra = [f"final_{k}" for k, *_ in spec.plotted_series if f"final_{k}" in present]
         extra += [k for k, *_ in spec.headline_metrics]

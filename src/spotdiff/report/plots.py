@@ -284,6 +284,10 @@ def _task_plots(results: dict[str, Any], task: str, png_dir: Path | None) -> lis
         for key, label, log_scale in _series_keys(results, task, spec):
             figure = series_figure(results, task, variant, key, label, log_scale)
             wanted.append((variant, _file_stem(task, variant, key), label, figure))
+        from spotdiff.report.images import misclassified_figure
+
+        wanted.append((variant, _file_stem(task, variant, "misclassified"), "misclassified",
+                       misclassified_figure(results, task, variant)))
     labels = {k: (lbl, unit) for k, lbl, unit, _ in spec.headline_metrics} if spec else {}
     for key, label, unit in SPEED_METRICS:
         label, unit = labels.get(key, (label, unit))
@@ -297,7 +301,8 @@ def _task_plots(results: dict[str, Any], task: str, png_dir: Path | None) -> lis
         if png is not None:
             figure.set_layout_engine("none")  # laid out for the SVG already; halves the time
             figure.savefig(png, format="png", dpi=150)
-        plots.append(Plot(name, task, variant, "speed" if variant is None else "series", title, svg, png))
+        kind = "speed" if variant is None else "images" if title == "misclassified" else "series"
+        plots.append(Plot(name, task, variant, kind, title, svg, png))
     return plots
 
 

@@ -36,3 +36,5 @@ class TaskSpec:
     references: dict[str, Any] = field(default_factory=dict)
     # Parent-side check before any cell starts (numpy only): fetch/verify data, raise UserError.
     prepare: Callable[[BaseModel], None] | None = None
+    # The test images (N, H, W) and labels the cells' `misclassified_index` series point into.
+    test_images: Callable[[BaseModel, int], tuple[np.ndarray, np.ndarray]] | None = None
