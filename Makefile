@@ -28,7 +28,8 @@ chromium:
 	fi
 
 bench: $(STAMP)
-	$(BIN)/python bench/exponent_bench.py
+	$(BIN)/python bench/exponent_bench.py --write BENCHMARKS.md
+	$(BIN)/python bench/digits_bench.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
