@@ -46,6 +46,8 @@ def run(
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | gpu (default auto)"),
     cell_timeout: Optional[float] = typer.Option(None, "--cell-timeout", help="seconds per cell (default 900)"),
     set_: list[str] = typer.Option(None, "--set", help="task option key=value (repeatable)"),
+    init: Optional[str] = typer.Option(None, "--init", help="shared | native weights for tasks with models (default shared)"),
+    hparams: Optional[str] = typer.Option(None, "--hparams", help="aligned | native: pass every optimiser setting, or leave unset ones to each framework's defaults (default aligned)"),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<timestamp>)"),
     task_module: list[Path] = typer.Option(None, "--task-module", help="your own task: a spec.py or its folder (repeatable)"),
@@ -62,6 +64,9 @@ def run(
     overrides.update(parse_set(set_ or []))
     if steps is not None:
         overrides["steps"] = steps
+    if init is not None:
+        overrides["init"] = init
+    overrides.update({"hparams": hparams} if hparams is not None else {})
     if device is not None and device not in ("auto", "cpu", "gpu"):
         raise UserError(f"unknown device {device!r}; choose from: auto, cpu, gpu")
     if task_module:
@@ -173,6 +178,56 @@ def history(limit: int = typer.Option(20, "--limit", help="how many runs to show
         console.print(f"no runs recorded yet in {store.db_path()}")
         return
     console.print(history_table(runs))
+
+
+from spotdiff.probes.debug.cli import register as _register_debug
+_register_debug(app)
+from spotdiff.probes.defaults.cli import register as _register_defaults
+_register_defaults(app)
+
+
+@app.command()
+def board(
+    run_dir: Optional[Path] = typer.Argument(None, help="a run directory (default: the latest run)"),
+    port: Optional[int] = typer.Option(None, "--port", help="port on 127.0.0.1 (default: a free one)"),
+) -> None:
+    """Start TensorBoard on 127.0.0.1 for RUN_DIR/tensorboard, print its URL, serve until Ctrl-C."""
+    import signal
+    import subprocess
+    import tempfile
+
+    from spotdiff.record import tensorboard
+
+    tensorboard.require_tensorboard()
+    log_dir = tensorboard.board_log_dir(run_dir)
+    port = tensorboard.check_port(port) if port is not None else tensorboard.free_port()
+    url = f"http://127.0.0.1:{port}/"
+
+    def stop(signum: int, frame: Any) -> None:  # `kill` stops the server too, as Ctrl-C does
+        raise KeyboardInterrupt
+
+    err_console.print(f"starting TensorBoard for {log_dir} …", highlight=False)
+    with tempfile.TemporaryFile() as server_log:
+        server = tensorboard.start_tensorboard(log_dir, port, stdout=server_log, stderr=server_log)
+        signal.signal(signal.SIGTERM, stop)
+        try:
+            if not tensorboard.wait_until_serving(url, server):
+                server.kill()
+                server.wait()
+                server_log.seek(0)
+                lines = server_log.read().decode(errors="replace").strip().splitlines()
+                raise UserError(f"TensorBoard did not start: {lines[-1] if lines else f'exit code {server.returncode}'}")
+            console.print(f"TensorBoard: {url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
+            server.wait()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            if server.poll() is None:
+                server.terminate()
+                try:
+                    server.wait(timeout=10)
+                except subprocess.TimeoutExpired:
+                    server.kill()
 
 
 def main(argv: list[str] | None = None) -> None:
