@@ -8,8 +8,10 @@ from spotdiff.errors import UserError
 from spotdiff.experiment import build_experiment, expand, load_toml, parse_set
 
 
-def test_defaults_cover_every_framework_mode_and_variant():
+def test_defaults_cover_every_task_framework_mode_and_variant():
     cells = expand(build_experiment({}))
+    assert {c.task for c in cells} == {"exponent", "digits"}
+    cells = [c for c in cells if c.task == "exponent"]
     assert len(cells) == 9 * 2
     assert {(c.framework, c.mode) for c in cells} == {
         ("torch", "eager"), ("torch", "compile"),
@@ -20,7 +22,7 @@ def test_defaults_cover_every_framework_mode_and_variant():
 
 
 def test_aliases_and_filters():
-    exp = build_experiment({"frameworks": ["pytorch", "tf"], "modes": ["eager"], "variants": ["manual"]})
+    exp = build_experiment({"tasks": ["exponent"], "frameworks": ["pytorch", "tf"], "modes": ["eager"], "variants": ["manual"]})
     assert exp.frameworks == ["torch", "tensorflow"]
     cells = expand(exp)
     assert [(c.framework, c.mode, c.variant) for c in cells] == [
@@ -29,7 +31,7 @@ def test_aliases_and_filters():
 
 
 def test_overrides_are_typed_by_the_task():
-    exp = build_experiment({"overrides": parse_set(["steps=10", "optimizer=adam", "lr=0.5"])})
+    exp = build_experiment({"tasks": ["exponent"], "overrides": parse_set(["steps=10", "optimizer=adam", "lr=0.5"])})
     params = expand(exp)[0].params
     assert params["steps"] == 10 and params["optimizer"] == "adam" and params["lr"] == 0.5
 
@@ -41,7 +43,7 @@ def test_a_mode_that_no_selected_framework_has():
 
 def test_toml_round_trip(tmp_path):
     path = tmp_path / "exp.toml"
-    path.write_text('frameworks = ["jax"]\nrepeats = 1\nout = "x"\n[set]\nsteps = 7\n')
+    path.write_text('tasks = ["exponent"]\nframeworks = ["jax"]\nrepeats = 1\nout = "x"\n[set]\nsteps = 7\n')
     data = load_toml(path)
     assert data["overrides"] == {"steps": 7} and data["out"] == "x"
     data.pop("out")

@@ -21,7 +21,8 @@ SMALL = {"steps": 40, "block_steps": 10, "warmup_steps": 10}
 
 
 def _small(**settings):
-    return build_experiment({"repeats": 1, "threads": 1, "device": "cpu", "overrides": SMALL, **settings})
+    return build_experiment({"tasks": ["exponent"], "repeats": 1, "threads": 1, "device": "cpu",
+                             "overrides": SMALL, **settings})
 
 
 def test_missing_framework_is_skipped_and_the_run_goes_on(tmp_path, monkeypatch):
@@ -94,7 +95,7 @@ def test_an_exception_in_the_worker_is_reported_with_stderr_tail(tmp_path):
 def test_ctrl_c_keeps_finished_cells_and_writes_the_report(tmp_path):
     run_dir = tmp_path / "run"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "spotdiff", "run", "--frameworks", "jax", "--modes", "jit,eager,fused",
+        [sys.executable, "-m", "spotdiff", "run", "exponent", "--frameworks", "jax", "--modes", "jit,eager,fused",
          "--threads", "1", "--repeats", "1", "--set", "steps=40", "--set", "warmup_steps=10",
          "--out", str(run_dir)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
