@@ -62,7 +62,8 @@ def parity_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for task, by_variant in (results.get("parity") or {}).items():
         for variant, p in by_variant.items():
-            verdict = "[green]PASS[/]" if p["passed"] else "[red]FAIL[/]"
+            passed = p.get("passed")
+            verdict = "[dim]n/a[/]" if passed is None else "[green]PASS[/]" if passed else "[red]FAIL[/]"
             lines.append(f"parity {task}/{variant}: {verdict} {p.get('summary', '')}")
     return lines
 
