@@ -13,6 +13,7 @@ import optax
 from flax import nnx
 
 from spotdiff.backends.jax import env, weights
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.digits import common
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
@@ -111,7 +112,7 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     grads = nnx.grad(loss_fn)(model, images, labels)
     named = weights.named_params(grads, LAYERS)
     neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
-    optimizer = nnx.Optimizer(model, optax.sgd(params.lr, momentum=params.momentum), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
     losses = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
     curve = [float(v) for v in jax.device_get(losses)]
     return common.save_probe(cell_dir, np.asarray(logits), neutral, curve)
@@ -119,7 +120,7 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
 
 def run(cell, params, data, cell_dir: Path):
     model = build_model(params, data, params.init, seed=cell.seed)
-    optimizer = nnx.Optimizer(model, optax.sgd(params.lr, momentum=params.momentum), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
     epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
     for epoch in range(params.epochs):
         start = time.perf_counter()

@@ -38,11 +38,22 @@ class DigitsParams(BaseModel):
     epochs: int = Field(10, ge=1, description="training epochs")
     batch_size: int = Field(64, ge=1, description="images per batch")
     lr: float = Field(0.05, gt=0, description="SGD learning rate")
-    momentum: float = Field(0.9, ge=0, lt=1, description="SGD momentum")
+    momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (aligned default 0.9)")
+    hparams: Literal["aligned", "native"] = Field(
+        "aligned", description="aligned: every optimiser setting passed; native: unset ones are each framework's defaults"
+    )
     limit_train: int | None = Field(None, ge=1, description="use only the first N training images (tests)")
     limit_test: int | None = Field(None, ge=1, description="use only the first N test images (tests)")
     parity_probe: bool = Field(True, description="run the shared-init parity probe before training")
     misclassified: int = Field(25, ge=0, description="misclassified test images kept for the report")
+
+    def optimizer_hparams(self) -> dict[str, float]:
+        """Neutral SGD settings to pass: the learning rate always (PyTorch and Optax require it);
+        momentum when set, or when aligned (0.9); native leaves it to each framework (0 in all)."""
+        values = {"lr": self.lr}
+        if self.momentum is not None or self.hparams == "aligned":
+            values["momentum"] = 0.9 if self.momentum is None else self.momentum
+        return values
 
     @model_validator(mode="after")
     def _batch_fits(self) -> "DigitsParams":

@@ -11,6 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff.backends.tensorflow import env, weights
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.digits import common
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import neutral_weights
@@ -119,7 +120,7 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     logits, grads = logits_and_grads(tf.constant(x[..., None]), tf.constant(y))
     named = weights.named_variables(model, [g.numpy() for g in grads])
     neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
-    model.compile(optimizer=keras.optimizers.SGD(params.lr, momentum=params.momentum), loss=loss_fn,
+    model.compile(optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())), loss=loss_fn,
                   run_eagerly=mode == "eager", jit_compile=mode == "xla")
     clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]}, params.batch_size)
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
@@ -131,7 +132,7 @@ def run(cell, params, data, cell_dir: Path):
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data, params.init)
     model.compile(
-        optimizer=keras.optimizers.SGD(learning_rate=params.lr, momentum=params.momentum),
+        optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         run_eagerly=cell.mode == "eager",
         jit_compile=cell.mode == "xla",

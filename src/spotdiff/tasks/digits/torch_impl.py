@@ -13,6 +13,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spotdiff.backends.torch import env, weights
+from spotdiff.probes.defaults.names import native_kwargs
 from spotdiff.tasks.digits import common
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 
@@ -131,7 +132,7 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     logits = forward(torch.from_numpy(x).unsqueeze(1).to(env.device()))
     F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
     grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
-    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+    optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
     loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
                         sampler=EpochOrder(data["epoch_order"][:1]))
     losses, _ = train_epoch(model, make_step(forward, optimizer), loader)
@@ -152,7 +153,7 @@ def make_step(model, optimizer):
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
     model = build_model(params, data, params.init)
-    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr, momentum=params.momentum)
+    optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
     forward = torch.compile(model) if cell.mode == "compile" else model
     step = make_step(forward, optimizer)
     loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
