@@ -169,6 +169,8 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 
 def build_experiment(config: dict[str, Any]) -> Experiment:
+    """A validated Experiment from a dict of settings (CLI flags, TOML, or the Python API);
+    any bad value raises UserError with one line naming the valid choices."""
     try:
         exp = Experiment(**config)
     except ValidationError as error:
