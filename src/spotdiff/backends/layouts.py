@@ -63,3 +63,17 @@ def from_channels_last(native: dict[str, np.ndarray], flatten_layer: str | None,
         else:
             out[name] = value
     return out
+
+
+def lstm_torch_to_keras(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray,
+                        bias_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """PyTorch's LSTM (W_ih (4H, E), W_hh (4H, H), two biases) -> Keras' (kernel (E, 4H),
+    recurrent_kernel (H, 4H), one bias). Both order the gates i, f, g(=c), o; only the layout and
+    the bias count differ, and the two biases are only ever added."""
+    return weight_ih.T.copy(), weight_hh.T.copy(), (bias_ih + bias_hh).astype(weight_ih.dtype)
+
+
+def lstm_keras_to_torch(kernel: np.ndarray, recurrent_kernel: np.ndarray,
+                        bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The inverse of lstm_torch_to_keras: the summed bias goes to bias_ih, bias_hh is zero."""
+    return kernel.T.copy(), recurrent_kernel.T.copy(), bias.copy(), np.zeros_like(bias)

@@ -26,6 +26,7 @@ from spotdiff.tasks.base import TaskSpec
 BUILTIN_TASKS = {
     "exponent": "spotdiff.tasks.exponent.spec",
     "digits": "spotdiff.tasks.digits.spec",
+    "sequences": "spotdiff.tasks.sequences.spec",
 }
 TASK_MODULES = BUILTIN_TASKS  # the name other modules have used for the built-ins
 ENTRY_POINT_GROUP = "spotdiff.tasks"

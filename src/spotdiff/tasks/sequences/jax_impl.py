@@ -1,0 +1,118 @@
+"""The sequence classifier in JAX: a hand-written LSTM cell run by lax.scan under jit, on the
+global maximum (pad-max) or on power-of-two length buckets, unmasked (pad-batch) or with the state
+frozen past each sequence's end (packed). Compilations counted by a trace-time side effect."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from spotdiff.backends.jax import weights
+from spotdiff.tasks.sequences import spec as neutral
+
+FRAMEWORK = "jax"
+
+
+def lstm_scan(params, x: jax.Array, mask: jax.Array | None):
+    """Run the LSTM over x (B, T, E); returns (outputs (T, B, H), final h (B, H)).
+    With a mask (B, T), padded steps keep the previous state, so final h is the last real one."""
+    batch, hidden = x.shape[0], params["lstm_recurrent"].shape[0]
+    inputs = jnp.swapaxes(x @ params["lstm_kernel"] + params["lstm_bias"], 0, 1)  # (T, B, 4H)
+    steps = (inputs, jnp.swapaxes(mask, 0, 1)[..., None]) if mask is not None else (inputs,)
+
+    def cell(carry, step):
+        h, c = carry
+        z = step[0] + h @ params["lstm_recurrent"]  # (B, 4H), gates i, f, g, o
+        i, f, g, o = jnp.split(z, 4, axis=-1)
+        c_new = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+        h_new = jax.nn.sigmoid(o) * jnp.tanh(c_new)
+        if mask is not None:
+            h_new, c_new = jnp.where(step[1], h_new, h), jnp.where(step[1], c_new, c)
+        return (h_new, c_new), h_new
+
+    zeros = jnp.zeros((batch, hidden), x.dtype)
+    (h, _), outputs = jax.lax.scan(cell, (zeros, zeros), steps)
+    return outputs, h
+
+
+def build_model(params, data) -> dict[str, jax.Array]:
+    return {k: jnp.asarray(v) for k, v in weights.lstm_params(neutral.neutral_weights(data)).items()}
+
+
+def forward(model, tokens: jax.Array, lengths: jax.Array, masked: bool) -> jax.Array:
+    x = model["embedding"][tokens]  # (B, T, E)
+    if masked:
+        _, last = lstm_scan(model, x, jnp.arange(tokens.shape[1])[None, :] < lengths[:, None])
+    else:
+        outputs, _ = lstm_scan(model, x, None)  # (T, B, H)
+        last = outputs[lengths - 1, jnp.arange(tokens.shape[0])]  # (B, H)
+    return last @ model["fc_kernel"] + model["fc_bias"]  # (B, 2)
+
+
+def loss_fn(model, tokens, lengths, labels, masked: bool) -> jax.Array:
+    logits = forward(model, tokens, lengths, masked)
+    return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
+
+
+def make_optimizer(params) -> optax.GradientTransformation:
+    return optax.adam(params.lr, eps=1e-7)
+
+
+def batch_arrays(data, split: str, index: np.ndarray, mode: str, max_len: int):
+    lengths = data[f"len_{split}"][index]
+    width = neutral.padded_width(FRAMEWORK, mode, lengths, max_len)
+    return (jnp.asarray(data[f"x_{split}"][index, :width]), jnp.asarray(lengths.astype(np.int32)),
+            jnp.asarray(data[f"y_{split}"][index].astype(np.int32)))
+
+
+def evaluate(model, data, mode: str, params) -> float:
+    predict = jax.jit(lambda m, t, n: forward(m, t, n, mode == "packed").argmax(1))
+    correct = 0
+    for index in neutral.epoch_batches(np.arange(len(data["y_test"])), 256):
+        tokens, lengths, labels = batch_arrays(data, "test", index, mode, params.max_len)
+        correct += int((predict(model, tokens, lengths) == labels).sum())
+    return correct / len(data["y_test"])
+
+
+def build_runner(optimizer, mode: str):
+    """The jitted train step and a list whose length is its number of traces (= compilations:
+    jit compiles once per new input shape, and each trace runs this Python body once)."""
+    traces: list[tuple] = []
+
+    @jax.jit
+    def step(model, opt_state, tokens, lengths, labels):
+        traces.append(tokens.shape)
+        loss, grads = jax.value_and_grad(loss_fn)(model, tokens, lengths, labels, mode == "packed")
+        updates, opt_state = optimizer.update(grads, opt_state, model)
+        return optax.apply_updates(model, updates), opt_state, loss
+
+    return step, traces
+
+
+def run(cell, params, data, cell_dir: Path):
+    model = build_model(params, data)
+    probe = batch_arrays(data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len)
+    first_batch_loss = float(loss_fn(model, *probe, cell.mode == "packed"))
+    optimizer = make_optimizer(params)
+    opt_state = optimizer.init(model)
+    step, traces = build_runner(optimizer, cell.mode)
+    epoch_s, train_loss = [], []
+    for order in data["epoch_order"]:
+        start = time.perf_counter()
+        losses = []
+        for index in neutral.epoch_batches(order, params.batch_size):
+            model, opt_state, loss = step(model, opt_state, *batch_arrays(data, "train", index, cell.mode, params.max_len))
+            losses.append(loss)
+        jax.block_until_ready(losses[-1])
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += [float(loss) for loss in losses]
+    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss,
+                                     compilations=len(traces),
+                                     test_accuracy=evaluate(model, data, cell.mode, params),
+                                     first_batch_loss=first_batch_loss)
+    return metrics, series, {}

@@ -1,0 +1,208 @@
+"""Variable-length sequences: embedding -> LSTM(64) -> linear, trained with three padding strategies.
+
+The post's Difference #1 (static graphs pad every sentence; dynamic graphs take them as they come),
+measured. Every strategy computes the same function: the classifier reads the LSTM state at each
+sequence's own last token, so padding changes the work done, never the answer.
+"""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from spotdiff.tasks.base import TaskSpec
+
+PAD = 0  # token 0 is padding; tokens 1 and 2 are the label's markers, the rest noise
+POSITIVE, NEGATIVE = 1, 2
+LOSS_TOL = 1e-4  # initial loss on the same batch, across strategies and frameworks (float32)
+STRATEGIES = ("pad-max", "pad-batch", "packed")
+
+
+class SequencesParams(BaseModel):
+    """Every `--set` key of the sequences task, with its default."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    n_train: int = Field(1000, ge=1, description="training sequences")
+    n_test: int = Field(250, ge=1, description="test sequences")
+    min_len: int = Field(5, ge=1, description="shortest sequence (tokens)")
+    max_len: int = Field(400, ge=1, description="longest sequence (tokens)")
+    median_len: float = Field(40.0, gt=0, description="median of the log-normal lengths")
+    vocab: int = Field(1000, ge=3, description="vocabulary size (0 = padding)")
+    embed: int = Field(32, ge=1, description="embedding width")
+    hidden: int = Field(64, ge=1, description="LSTM hidden units")
+    epochs: int = Field(2, ge=1, description="training epochs")
+    batch_size: int = Field(32, ge=1, description="sequences per batch")
+    lr: float = Field(0.005, gt=0, description="Adam learning rate")
+
+
+def bucket_length(longest: int, max_len: int) -> int:
+    """The next power of two >= longest, capped at max_len (JAX pad-batch: one compile per bucket)."""
+    return int(min(max_len, 1 << max(0, int(longest - 1).bit_length())))
+
+
+def bucket_count(min_len: int, max_len: int) -> int:
+    """How many distinct bucket lengths sequences of min_len..max_len can need."""
+    return len({bucket_length(n, max_len) for n in range(min_len, max_len + 1)})
+
+
+def padding_waste(batch_lengths: list[np.ndarray], steps_per_sequence: list[int | None]) -> float:
+    """Computed timesteps / real timesteps over batches: every sequence of batch i runs
+    steps_per_sequence[i] steps, or exactly its own length when that is None (packed). 1.0 = no waste."""
+    real = sum(int(np.sum(lengths)) for lengths in batch_lengths)
+    computed = sum(int(np.sum(lengths)) if steps is None else int(steps) * len(lengths)
+                   for lengths, steps in zip(batch_lengths, steps_per_sequence))
+    return computed / real
+
+
+def computed_steps(framework: str, mode: str, lengths: np.ndarray, max_len: int) -> int | None:
+    """Timesteps each sequence of a batch runs in (framework, mode); None: its own length.
+    The padded width of the batch is this, or the batch's longest sequence when None."""
+    if mode == "pad-max":
+        return max_len
+    if framework == "jax":  # pad-batch and packed both run on a power-of-two bucket
+        return bucket_length(int(np.max(lengths)), max_len)
+    if framework == "torch" and mode == "packed":
+        return None
+    return int(np.max(lengths))  # TF masking still steps through the padding, holding the state
+
+
+def padded_width(framework: str, mode: str, lengths: np.ndarray, max_len: int) -> int:
+    steps = computed_steps(framework, mode, lengths, max_len)
+    return int(np.max(lengths)) if steps is None else steps
+
+
+def build_data(params: SequencesParams, seed: int) -> dict[str, np.ndarray]:
+    """Right-padded token matrices (N, max_len) int32, lengths, labels (1 when the positive marker
+    outnumbers the negative one), the per-epoch order and the shared weights (torch layout)."""
+    rng = np.random.default_rng(seed)
+    n = params.n_train + params.n_test
+    lengths = np.exp(rng.normal(np.log(params.median_len), 0.9, n)).round().astype(np.int64)
+    lengths = np.clip(lengths, params.min_len, params.max_len)
+    tokens = rng.integers(3, params.vocab, (n, params.max_len)).astype(np.int32)
+    markers = rng.random((n, params.max_len))
+    tokens[markers < 0.08] = POSITIVE
+    tokens[(markers >= 0.08) & (markers < 0.16)] = NEGATIVE
+    positions = np.arange(params.max_len)[None, :]
+    tokens[positions >= lengths[:, None]] = PAD
+    labels = ((tokens == POSITIVE).sum(1) > (tokens == NEGATIVE).sum(1)).astype(np.int64)
+    arrays = {
+        "x_train": tokens[: params.n_train], "len_train": lengths[: params.n_train], "y_train": labels[: params.n_train],
+        "x_test": tokens[params.n_train:], "len_test": lengths[params.n_train:], "y_test": labels[params.n_train:],
+        "epoch_order": np.stack([rng.permutation(params.n_train) for _ in range(params.epochs)]),
+    }
+    for name, value in shared_weights(params, seed).items():
+        arrays[f"w:{name}"] = value
+    return arrays
+
+
+def shared_weights(params: SequencesParams, seed: int) -> dict[str, np.ndarray]:
+    """PyTorch's layout and init (gates i, f, g, o; two biases), from numpy."""
+    rng = np.random.default_rng(seed + 1)
+    h, e = params.hidden, params.embed
+    bound = 1 / np.sqrt(h)
+
+    def uniform(*shape):
+        return rng.uniform(-bound, bound, shape).astype(np.float32)
+
+    embedding = rng.normal(0, 1, (params.vocab, e)).astype(np.float32)
+    return {
+        "embedding.weight": embedding,
+        "lstm.weight_ih_l0": uniform(4 * h, e), "lstm.weight_hh_l0": uniform(4 * h, h),
+        "lstm.bias_ih_l0": uniform(4 * h), "lstm.bias_hh_l0": uniform(4 * h),
+        "fc.weight": uniform(2, h), "fc.bias": uniform(2),
+    }
+
+
+def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
+
+
+def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Index arrays of one epoch's batches (the last one may be smaller)."""
+    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+
+
+def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
+    """The first batch of epoch 1: every cell reports its initial loss on it."""
+    return data["epoch_order"][0][:batch_size]
+
+
+def finish(params: SequencesParams, data, framework: str, mode: str, epoch_s: list[float], train_loss: list[float],
+           compilations: int, test_accuracy: float, first_batch_loss: float) -> tuple[dict[str, Any], dict[str, list[float]]]:
+    """Metrics and series in the names results.json promises (called inside the cell)."""
+    steady = epoch_s[1:] or epoch_s
+    order = data["epoch_order"][0]
+    batch_lengths = [data["len_train"][b] for b in epoch_batches(order, params.batch_size)]
+    real_tokens = int(data["len_train"].sum())
+    metrics = {
+        "test_accuracy": test_accuracy,
+        "first_batch_loss": first_batch_loss,
+        "first_epoch_s": epoch_s[0],
+        "epoch_s": float(np.median(steady)),
+        "steady_from_first_epoch": len(epoch_s) == 1,
+        "real_tokens_per_s": real_tokens * len(steady) / sum(steady),
+        "padding_waste": padding_waste(
+            batch_lengths, [computed_steps(framework, mode, lengths, params.max_len) for lengths in batch_lengths]),
+        "compilations": compilations,
+    }
+    return metrics, {"train_loss": train_loss, "epoch_s": epoch_s}
+
+
+def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], params: SequencesParams) -> dict[str, Any]:
+    derived: dict[str, Any] = {"bucket_count": bucket_count(params.min_len, params.max_len)}
+    if metrics.get("first_epoch_s") and metrics.get("epoch_s"):
+        derived["first_over_steady"] = metrics["first_epoch_s"] / metrics["epoch_s"]
+    return derived
+
+
+def parity(cells: list[dict[str, Any]], params: SequencesParams) -> dict[str, Any]:
+    """Initial loss on the same batch from the same weights, every pair of ok cells."""
+    losses = {f"{c['framework']}-{c['mode']}": c["metrics"]["first_batch_loss"]
+              for c in cells if c["status"] == "ok" and "first_batch_loss" in c.get("metrics", {})}
+    pairs = [{"pair": [a, b], "first_batch_loss": abs(la - lb)}
+             for (a, la), (b, lb) in itertools.combinations(losses.items(), 2)]
+    worst = max(pairs, key=lambda p: p["first_batch_loss"], default=None)
+    summary = (f"max |Δ initial loss| = {worst['first_batch_loss']:.1e} ({' vs '.join(worst['pair'])}); "
+               f"tol {LOSS_TOL:g}; {len(losses)} cells") if worst else "no cells"
+    return {"probe": {"summary": summary, "passed": all(p["first_batch_loss"] <= LOSS_TOL for p in pairs) if pairs else None,
+                      "pairs": pairs, "probe_tol": LOSS_TOL, "cells": len(losses)}}
+
+
+SPEC = TaskSpec(
+    name="sequences",
+    summary="embedding -> LSTM(64) -> linear on log-normal-length sequences: pad-max, pad-batch, packed",
+    modes={"torch": STRATEGIES, "tensorflow": STRATEGIES, "jax": STRATEGIES},
+    mode_help={
+        ("torch", "pad-max"): "every batch padded to the global maximum, eager nn.LSTM",
+        ("torch", "pad-batch"): "padded to each batch's own maximum, eager nn.LSTM",
+        ("torch", "packed"): "pack_padded_sequence: no padded step is computed",
+        ("tensorflow", "pad-max"): "tf.function with a fixed input signature (one trace)",
+        ("tensorflow", "pad-batch"): "tf.function(reduce_retracing=True) on each batch's own length",
+        ("tensorflow", "packed"): "Keras masking (mask_zero) under tf.function(reduce_retracing=True)",
+        ("jax", "pad-max"): "jit on the global maximum length (one compile)",
+        ("jax", "pad-batch"): "jit on power-of-two length buckets (one compile per bucket)",
+        ("jax", "packed"): "masked lax.scan on power-of-two buckets (state frozen past each length)",
+    },
+    variants=("adam",),
+    params=SequencesParams,
+    build_data=build_data,
+    derive_metrics=derive_metrics,
+    parity=parity,
+    headline_metrics=(
+        ("epoch_s", "steady epoch (s)", "s", True),
+        ("first_epoch_s", "first epoch (s)", "s", True),
+        ("real_tokens_per_s", "real tokens/s", "tok/s", False),
+        ("padding_waste", "padding waste (computed/real steps)", "", True),
+        ("compilations", "traces/compilations", "", True),
+        ("test_accuracy", "test accuracy", "", False),
+        ("peak_rss_mb", "peak RSS (MB)", "MB", True),
+    ),
+    plotted_series=(
+        ("train_loss", "train loss (per step)", True),
+        ("epoch_s", "epoch time (s)", False),
+    ),
+)

@@ -1,0 +1,109 @@
+"""The sequence classifier in TensorFlow/Keras with a custom loop under tf.function: a fixed input
+signature (pad-max), relaxed shapes (pad-batch), or Keras masking (packed); traces counted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spotdiff.backends.tensorflow import weights
+from spotdiff.tasks.sequences import spec as neutral
+
+FRAMEWORK = "tensorflow"
+
+
+class SequenceClassifier(keras.Model):
+    """Embedding -> LSTM -> linear on the state after each sequence's last real token."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int, masked: bool):
+        super().__init__()
+        self.masked = masked
+        self.embedding = keras.layers.Embedding(vocab, embed, mask_zero=masked)
+        # Masked: Keras carries the state over padded steps and returns the last real one.
+        self.lstm = keras.layers.LSTM(hidden, return_sequences=not masked)
+        self.fc = keras.layers.Dense(2)
+
+    def call(self, tokens, lengths):
+        x = self.embedding(tokens)  # (B, T, E)
+        if self.masked:
+            return self.fc(self.lstm(x))  # mask propagates from the embedding
+        outputs = self.lstm(x)  # (B, T, H)
+        last = tf.gather(outputs, lengths - 1, batch_dims=1)  # (B, H)
+        return self.fc(last)  # (B, 2)
+
+
+def build_model(params, data, mode: str) -> keras.Model:
+    model = SequenceClassifier(params.vocab, params.embed, params.hidden, masked=mode == "packed")
+    model(tf.ones((1, 2), tf.int32), tf.ones((1,), tf.int32))  # build
+    weights.load_lstm_neutral(model.embedding, model.lstm, model.fc, neutral.neutral_weights(data))
+    return model
+
+
+def loss_fn(logits, labels):
+    return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
+
+
+def make_optimizer(params, model: keras.Model) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
+    # Built now, not on the first step: variables created while tracing force a second trace.
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def batch_tensors(data, split: str, index: np.ndarray, mode: str, max_len: int):
+    lengths = data[f"len_{split}"][index]
+    width = neutral.padded_width(FRAMEWORK, mode, lengths, max_len)
+    return (tf.constant(data[f"x_{split}"][index, :width]), tf.constant(lengths.astype(np.int32)),
+            tf.constant(data[f"y_{split}"][index]))
+
+
+def evaluate(model, data, mode: str, params) -> float:
+    predict = tf.function(lambda t, n: tf.argmax(model(t, n), axis=1), reduce_retracing=True)
+    correct = 0
+    for index in neutral.epoch_batches(np.arange(len(data["y_test"])), 256):
+        tokens, lengths, labels = batch_tensors(data, "test", index, mode, params.max_len)
+        correct += int(tf.reduce_sum(tf.cast(predict(tokens, lengths) == labels, tf.int32)))
+    return correct / len(data["y_test"])
+
+
+def build_runner(model, optimizer, mode: str, max_len: int):
+    """The train step as a tf.function: pad-max with one fixed signature, the others with
+    reduce_retracing so that new lengths generalise the trace instead of multiplying it."""
+    def step(tokens, lengths, labels):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_mean(loss_fn(model(tokens, lengths), labels))
+        grads = tape.gradient(loss, model.trainable_variables)
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        return loss
+
+    if mode == "pad-max":
+        signature = [tf.TensorSpec([None, max_len], tf.int32), tf.TensorSpec([None], tf.int32),
+                     tf.TensorSpec([None], tf.int64)]
+        return tf.function(step, input_signature=signature)
+    return tf.function(step, reduce_retracing=True)
+
+
+def run(cell, params, data, cell_dir: Path):
+    keras.utils.set_random_seed(cell.seed)
+    model = build_model(params, data, cell.mode)
+    tokens, lengths, labels = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size),
+                                            cell.mode, params.max_len)
+    first_batch_loss = float(tf.reduce_mean(loss_fn(model(tokens, lengths), labels)))
+    step = build_runner(model, make_optimizer(params, model), cell.mode, params.max_len)
+    epoch_s, train_loss = [], []
+    for order in data["epoch_order"]:
+        start = time.perf_counter()
+        losses = [step(*batch_tensors(data, "train", index, cell.mode, params.max_len))
+                  for index in neutral.epoch_batches(order, params.batch_size)]
+        losses[-1].numpy()  # wait for the last step
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += [float(loss) for loss in losses]
+    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss,
+                                     compilations=int(step.experimental_get_tracing_count()),
+                                     test_accuracy=evaluate(model, data, cell.mode, params),
+                                     first_batch_loss=first_batch_loss)
+    return metrics, series, {}

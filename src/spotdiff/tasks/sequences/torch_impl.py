@@ -1,0 +1,104 @@
+"""The sequence classifier in PyTorch, eager: nn.LSTM on padded batches, or on a PackedSequence
+that skips every padded step."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.utils.rnn import pack_padded_sequence
+
+from spotdiff.backends.torch import env, weights
+from spotdiff.tasks.sequences import spec as neutral
+
+FRAMEWORK = "torch"
+
+
+class SequenceClassifier(nn.Module):
+    """Embedding -> LSTM -> linear on the state after each sequence's last real token."""
+
+    def __init__(self, vocab: int, embed: int, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, embed)
+        self.lstm = nn.LSTM(embed, hidden, batch_first=True)
+        self.fc = nn.Linear(hidden, 2)
+
+    def forward(self, tokens: torch.Tensor, lengths: torch.Tensor, packed: bool) -> torch.Tensor:
+        x = self.embedding(tokens)  # (B, T, E)
+        if packed:
+            sequence = pack_padded_sequence(x, lengths, batch_first=True, enforce_sorted=False)
+            _, (h_n, _) = self.lstm(sequence)  # h_n (1, B, H): each sequence's own last step
+            last = h_n[-1]
+        else:
+            outputs, _ = self.lstm(x)  # (B, T, H)
+            last = outputs[torch.arange(len(lengths)), lengths - 1]  # (B, H)
+        return self.fc(last)  # (B, 2)
+
+
+def build_model(params, data) -> nn.Module:
+    model = SequenceClassifier(params.vocab, params.embed, params.hidden)
+    weights.load_neutral(model, neutral.neutral_weights(data))
+    return model.to(env.device())
+
+
+def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(logits, labels)
+
+
+def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)
+
+
+def batch_tensors(data, split: str, index: np.ndarray, mode: str, max_len: int):
+    """(tokens (B, T), lengths (B,), labels (B,)) padded to the width the strategy computes."""
+    lengths = data[f"len_{split}"][index]
+    width = neutral.padded_width(FRAMEWORK, mode, lengths, max_len)
+    tokens = torch.from_numpy(data[f"x_{split}"][index, :width]).long()
+    return tokens.to(env.device()), torch.from_numpy(lengths), torch.from_numpy(data[f"y_{split}"][index]).to(env.device())
+
+
+def evaluate(model, data, mode: str, params) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for index in neutral.epoch_batches(np.arange(len(data["y_test"])), 256):
+            tokens, lengths, labels = batch_tensors(data, "test", index, mode, params.max_len)
+            correct += (model(tokens, lengths, mode == "packed").argmax(1) == labels).sum().item()
+    return correct / len(data["y_test"])
+
+
+def build_runner(model, optimizer, mode: str):
+    """One training step on a batch; returns the loss tensor (not fetched)."""
+    def step(tokens, lengths, labels):
+        optimizer.zero_grad()
+        loss = loss_fn(model(tokens, lengths, mode == "packed"), labels)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return step
+
+
+def run(cell, params, data, cell_dir: Path):
+    torch.manual_seed(cell.seed)
+    model = build_model(params, data)
+    with torch.no_grad():
+        probe = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len)
+        first_batch_loss = loss_fn(model(*probe[:2], cell.mode == "packed"), probe[2]).item()
+    step = build_runner(model, make_optimizer(model, params), cell.mode)
+    epoch_s, train_loss = [], []
+    for order in data["epoch_order"]:
+        model.train()
+        start = time.perf_counter()
+        losses = [step(*batch_tensors(data, "train", index, cell.mode, params.max_len))
+                  for index in neutral.epoch_batches(order, params.batch_size)]
+        env.sync()
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += torch.stack(losses).tolist()
+    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
+                                     test_accuracy=evaluate(model, data, cell.mode, params),
+                                     first_batch_loss=first_batch_loss)
+    return metrics, series, {}
