@@ -51,6 +51,8 @@ class TimingResult:
     steady_step_s_per_repeat: list[float]
     series: dict[str, list[float]] = field(default_factory=dict)
     total_train_s: float = 0.0
+    # Repeat 1, block by block: (steps done after the block, its seconds); a compile is (0, s).
+    blocks: list[tuple[int, float]] = field(default_factory=list)
 
     def metrics(self) -> dict[str, float | None]:
         per_repeat_us = [s * 1e6 for s in self.steady_step_s_per_repeat]
@@ -95,6 +97,7 @@ def _time_whole_loop(runner: StepRunner, plan: TimingPlan) -> TimingResult:
     compile_s = time.perf_counter() - start
     per_step: list[float] = []
     series: dict[str, list[float]] = {}
+    blocks = [(0, compile_s)]
     first_run_s = 0.0
     for repeat in range(plan.repeats):
         runner.reset()
@@ -102,6 +105,7 @@ def _time_whole_loop(runner: StepRunner, plan: TimingPlan) -> TimingResult:
         per_step.append(elapsed / plan.steps)
         if repeat == 0:
             first_run_s = elapsed
+            blocks.append((plan.steps, elapsed))
             _append(series, runner.fetch(handle))
     # Nothing of a fused loop is visible before the whole program has run once.
     return TimingResult(
@@ -110,6 +114,7 @@ def _time_whole_loop(runner: StepRunner, plan: TimingPlan) -> TimingResult:
         steady_step_s_per_repeat=per_step,
         series=series,
         total_train_s=time.perf_counter() - wall_start,
+        blocks=blocks,
     )
 
 
@@ -117,12 +122,14 @@ def _time_blocks(runner: StepRunner, plan: TimingPlan) -> TimingResult:
     wall_start = time.perf_counter()
     series: dict[str, list[float]] = {}
     per_repeat: list[float] = []
+    blocks: list[tuple[int, float]] = []
     first_step_s = 0.0
     for repeat in range(plan.repeats):
         runner.reset()
         elapsed, handle = _timed(runner, 1)
         if repeat == 0:
             first_step_s = elapsed
+            blocks.append((1, elapsed))
             _append(series, runner.fetch(handle))
         done = 1
         # Short runs (tests) keep at least their second half as steady state.
@@ -134,6 +141,7 @@ def _time_blocks(runner: StepRunner, plan: TimingPlan) -> TimingResult:
             if done >= warmup:
                 block_times.append(elapsed / n)
             if repeat == 0:
+                blocks.append((done + n, elapsed))
                 _append(series, runner.fetch(handle))
             done += n
         if not block_times:  # a one-step run has no steady state: report the first step
@@ -146,4 +154,5 @@ def _time_blocks(runner: StepRunner, plan: TimingPlan) -> TimingResult:
         steady_step_s_per_repeat=per_repeat,
         series=series,
         total_train_s=time.perf_counter() - wall_start,
+        blocks=blocks,
     )

@@ -18,6 +18,7 @@ from pathlib import Path
 
 from spotdiff.events import EventWriter
 from spotdiff.experiment import Cell
+from spotdiff.record import tensorboard
 
 THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
@@ -62,11 +63,16 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     out.emit("environment", versions=env.versions(), settings={**pinned, **settings})
 
     spec = get_spec(cell.task)
+    if cell.tensorboard_dir is None:
+        log_dir = tensorboard.cell_log_dir(cell, cell_dir, spec.variants)
+        cell = cell.model_copy(update={"tensorboard_dir": str(log_dir)})
+    tensorboard.fresh_log_dir(Path(cell.tensorboard_dir))
     params = spec.params(**cell.params)
     data = spec.build_data(params, cell.seed)
     impl = importlib.import_module(impl_module(cell.task, framework.impl_prefix))
     artifacts: dict[str, str] = {}
-    if hasattr(impl, "run"):  # tasks with their own training loop (epochs, data loaders)
+    runner = timing = None
+    if hasattr(impl, "run"):  # tasks with their own training loop; they write cell.tensorboard_dir
         outcome = impl.run(cell, params, data, cell_dir)
         metrics, series = outcome[0], outcome[1]
         artifacts = outcome[2] if len(outcome) > 2 else {}
@@ -76,6 +82,7 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
             steps=params.steps, repeats=cell.repeats,
             block_steps=params.block_steps, warmup_steps=params.warmup_steps,
         )
+        train_start_walltime = time.time()
         timing = measure.time_training(runner, plan)
         metrics = {**timing.metrics(), **runner.final_metrics()}
         series = timing.series
@@ -83,6 +90,17 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     metrics["peak_rss_mb"] = peak_rss_mb()
     metrics["peak_device_mb"] = env.peak_device_memory_mb()
     metrics.update(spec.derive_metrics(metrics, series, params))
+    # TensorBoard after every clock and after peak RSS: writing it is never part of a measurement.
+    tensorboard_start = time.perf_counter()
+    walltimes = tensorboard.step_walltimes(train_start_walltime, timing.blocks, params.steps) if timing else None
+    with tensorboard.Board(cell.tensorboard_dir, walltimes) as board:
+        environment = {"versions": env.versions(), "settings": {**pinned, **settings}}
+        tensorboard.write_run_text(board, cell, environment, metrics)
+        if timing is not None:
+            tensorboard.write_step_runner_curves(board, series, timing.blocks)
+            if hasattr(impl, "write_tensorboard"):
+                impl.write_tensorboard(runner, board, series)
+    metrics["tensorboard_s"] = time.perf_counter() - tensorboard_start
     out.emit("metrics", values=metrics)
     for name, values in series.items():
         out.emit("series", name=name, values=values)

@@ -129,7 +129,7 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
     from spotdiff.record.tensorboard import code_block
 
     def gradient_at(phis: np.ndarray) -> np.ndarray:  # jax.grad at each recorded phi, batched
-        grad = jax.vmap(jax.grad(loss_fn), in_axes=(0, None, None))
+        grad = jax.jit(jax.vmap(jax.grad(loss_fn), in_axes=(0, None, None)))
         return np.asarray(grad(jnp.asarray(phis), runner.x, runner.y))
 
     board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
