@@ -230,6 +230,10 @@ def board(
                     server.kill()
 
 
+from spotdiff.serve.cli import register as _register_serve
+_register_serve(app)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Console-script entry point: user errors become one line and exit code 2.
 

@@ -134,6 +134,9 @@ def run(cell, params, data, cell_dir: Path):
     param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
+    named = weights.named_params(nnx.state(model, nnx.Param), LAYERS)
+    np.savez(cell_dir / "weights.npz", **weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model]))
+    artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
                                     test_accuracy, predictions, data["y_test"], param_count)
     return metrics, series, artifacts

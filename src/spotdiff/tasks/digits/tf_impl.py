@@ -143,6 +143,8 @@ def run(cell, params, data, cell_dir: Path):
               steps_per_epoch=steps, verbose=0, callbacks=[clock])
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
+    np.savez(cell_dir / "weights.npz", **weights.to_neutral(weights.named_variables(model), "fc1", FLATTEN_CHW[params.model]))
+    artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, clock.epoch_s, len(data["y_train"]), clock.train_loss, clock.test_loss,
                                     clock.test_accuracy, clock.predictions, data["y_test"], model.count_params())
     return metrics, series, artifacts

@@ -171,6 +171,8 @@ def run(cell, params, data, cell_dir: Path):
     param_count = sum(p.numel() for p in model.parameters())
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
+    np.savez(cell_dir / "weights.npz", **weights.to_neutral(dict(model.named_parameters())))
+    artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
                                     test_accuracy, predictions, data["y_test"], param_count)
     return metrics, series, artifacts

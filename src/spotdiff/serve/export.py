@@ -1,0 +1,90 @@
+"""`spotdiff export`, parent side: one child process per trained digits cell; never imports a framework."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from spotdiff.errors import UserError
+
+FORMATS = {"torch": ("pt2", "onnx"), "tensorflow": ("savedmodel", "tflite"), "jax": ("jax",)}
+ALL_FORMATS = tuple(f for group in FORMATS.values() for f in group)
+MARK = "SPOTDIFF_EXPORT "
+
+
+def exportable_cells(run_dir: Path) -> list[dict]:
+    """The ok digits cells of a run that saved weights, one per framework (the first found)."""
+    results_path = run_dir / "results.json"
+    if not results_path.is_file():
+        raise UserError(f"no results.json in {run_dir}; pass a run directory written by `spotdiff run`")
+    chosen: dict[str, dict] = {}
+    for cell in json.loads(results_path.read_text()).get("cells", []):
+        weights = (cell.get("artifacts") or {}).get("weights")
+        if (
+            cell.get("task") == "digits"
+            and cell.get("status") == "ok"
+            and weights
+            and Path(weights).is_file()
+        ):
+            chosen.setdefault(cell["framework"], cell)
+    if not chosen:
+        raise UserError(
+            f"no ok digits cell with saved weights in {run_dir}; train one with `spotdiff run --tasks digits`"
+        )
+    return list(chosen.values())
+
+
+def run_export(
+    run_dir: Path, out: Path, formats: list[str], version: int = 1, timeout_s: float = 600.0
+) -> dict:
+    """Export every framework's digits model; write and return `out/export.json`."""
+    unknown = sorted(set(formats) - set(ALL_FORMATS))
+    if unknown:
+        raise UserError(f"unknown format {', '.join(unknown)}; choose from: {', '.join(ALL_FORMATS)}")
+    out.mkdir(parents=True, exist_ok=True)
+    artefacts, failures = [], []
+    for cell in exportable_cells(run_dir):
+        wanted = [f for f in FORMATS.get(cell["framework"], ()) if f in formats]
+        if not wanted:
+            continue
+        cell_dir = Path(cell["artifacts"]["weights"]).parent
+        with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as handle:
+            json.dump(
+                {"cell_dir": str(cell_dir), "out": str(out.resolve()), "version": version, "formats": wanted},
+                handle,
+            )
+        env = {
+            **os.environ,
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-m", "spotdiff.serve.export_child", handle.name],
+                check=False,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                env=env,
+            )
+        except subprocess.TimeoutExpired:
+            failures.append({"framework": cell["framework"], "error": f"timed out after {timeout_s:.0f} s"})
+            continue
+        finally:
+            os.unlink(handle.name)
+        rows = [json.loads(line[len(MARK) :]) for line in proc.stdout.splitlines() if line.startswith(MARK)]
+        artefacts += rows
+        if proc.returncode != 0:
+            tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            failures.append(
+                {"framework": cell["framework"], "error": tail[0], "stderr_tail": proc.stderr[-3000:]}
+            )
+    for row in artefacts:
+        row["path"] = str(Path(row["path"]).relative_to(out.resolve()))
+    result = {"run_dir": str(run_dir), "version": version, "artefacts": artefacts, "failures": failures}
+    (out / "export.json").write_text(json.dumps(result, indent=1))
+    return result
