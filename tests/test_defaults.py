@@ -13,7 +13,7 @@ import pytest
 from conftest import run_cli
 from spotdiff.probes.defaults import compare
 from spotdiff.probes.defaults.audit import run_audit
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.exponent.spec import PARITY_FINAL_TOL, PARITY_TRAJECTORY_TOL, ExponentParams
 
 PROBES = Path(__file__).resolve().parents[1] / "src" / "spotdiff" / "probes" / "defaults"

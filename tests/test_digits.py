@@ -9,7 +9,7 @@ from spotdiff.backends import layouts
 from spotdiff.experiment import build_experiment, expand
 from spotdiff.orchestrate import run_experiment
 from spotdiff.tasks.digits import models
-from spotdiff.tasks.digits.spec import CURVE_TOL, PROBE_TOL
+from spotdiff.tasks.digits.spec import CURVE_TOL, PROBE_TOL, DigitsParams
 
 SMALL = {"limit_train": 192, "limit_test": 60, "epochs": 2, "batch_size": 32}
 MATRIX = [(c.framework, c.mode) for c in expand(build_experiment({"tasks": ["digits"]}))]
@@ -18,10 +18,14 @@ NAMES = ("test_accuracy", "test_loss", "steady_images_per_s", "first_epoch_s", "
 
 
 @pytest.fixture(scope="module")
-def digits_run(tmp_path_factory):
+def digits_run_dir(tmp_path_factory):
     exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu", "overrides": SMALL})
-    results, _ = run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
-    return results
+    return run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
+
+
+@pytest.fixture(scope="module")
+def digits_run(digits_run_dir):
+    return digits_run_dir[0]
 
 
 @pytest.mark.parametrize("framework,mode", MATRIX, ids=["-".join(m) for m in MATRIX])
@@ -97,3 +101,57 @@ def test_shared_weights_are_seeded_and_shaped():
     assert all(np.array_equal(a[k], b[k]) for k in a)
     assert a["conv1.weight"].shape == (32, 1, 5, 5) and a["fc1.weight"].shape == (1024, 3136)
     assert a["fc1.weight"].dtype == np.float32
+
+
+# TensorBoard: every digits cell's run carries the same content, read back with TensorBoard's reader.
+NEUTRAL_NAMES = [f"{layer}.{kind}" for layer in ("conv1", "conv2", "fc1", "fc2") for kind in ("weight", "bias")]
+STEPS_PER_EPOCH = 6  # 192 images / 32
+
+
+def _board(run_dir, framework, mode):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    accumulator = EventAccumulator(str(run_dir / "tensorboard" / "digits" / f"{framework}-{mode}"),
+                                   size_guidance={"scalars": 0, "histograms": 0, "images": 0, "tensors": 0})
+    accumulator.Reload()
+    return accumulator
+
+
+@pytest.mark.parametrize("framework,mode", MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_tensorboard_curves_images_histograms_graph_and_projector(digits_run_dir, framework, mode):
+    results, run_dir = digits_run_dir
+    (cell,) = [c for c in results["cells"] if (c["framework"], c["mode"]) == (framework, mode)]
+    board = _board(run_dir, framework, mode)
+    loss = board.Scalars("train/loss")
+    assert [e.step for e in loss] == list(range(1, 13))
+    np.testing.assert_allclose([e.value for e in loss], cell["series"]["train_loss"], rtol=1e-6)
+    accuracy = board.Scalars("test/accuracy")
+    assert [e.step for e in accuracy] == [6, 12]
+    np.testing.assert_allclose([e.value for e in accuracy], cell["series"]["test_accuracy"], rtol=1e-6)
+    assert {"test/loss", "time/epoch_s", "train/learning_rate"} <= set(board.Tags()["scalars"])
+    assert [e.value for e in board.Scalars("train/learning_rate")] == pytest.approx([DigitsParams().lr] * 2)
+    images = board.Tags()["images"]
+    assert {"inputs/train_samples", "filters/conv1"} <= set(images)
+    assert ("test/misclassified" in images) == bool(cell["series"]["misclassified_index"])
+    for name in NEUTRAL_NAMES:
+        for kind in ("parameters", "gradients"):
+            steps = [e.step for e in board.Histograms(f"{kind}/{name}")]
+            assert steps == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH], (kind, name)  # in order
+    assert board.Graph().node  # the Graphs dashboard has something to draw
+    config = (run_dir / "tensorboard" / "digits" / f"{framework}-{mode}" / "projector_config.pbtxt").read_text()
+    tensors_path = next((run_dir / "tensorboard" / "digits" / f"{framework}-{mode}").rglob("tensors.tsv"))
+    rows = tensors_path.read_text().strip().splitlines()
+    assert len(rows) == SMALL["limit_test"] and len(rows[0].split("\t")) == 50  # fc1 features
+    assert "sprite" in config and "metadata_path" in config
+
+
+def test_gradient_histograms_at_init_agree_across_frameworks(digits_run_dir):
+    """Shared init, the same probe batch, dropout off: the step-0 gradients are the same numbers."""
+    _, run_dir = digits_run_dir
+    sums = {}
+    for framework, mode in MATRIX:
+        board = _board(run_dir, framework, mode)
+        sums[(framework, mode)] = [board.Histograms(f"gradients/{n}")[0].histogram_value.sum for n in NEUTRAL_NAMES]
+    reference = next(iter(sums.values()))
+    for key, values in sums.items():
+        np.testing.assert_allclose(values, reference, atol=1e-5, err_msg=str(key))

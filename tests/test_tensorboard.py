@@ -311,3 +311,17 @@ def test_board_without_tensorboard_installed(tb_run, monkeypatch, capsys):
     assert exit_info.value.code == 2
     lines = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
     assert lines == ["spotdiff: error: TensorBoard is not installed: pip install tensorboard"]
+
+
+def test_histograms_reach_the_file_in_step_order_and_series_fall_back_to_scalars(tmp_path):
+    """TensorBoard's data server drops a series' later steps when an earlier step follows them."""
+    with tensorboard.Board(tmp_path) as board:
+        board.histogram("gradients/w", np.arange(10.0), 6)
+        board.histogram("gradients/w", np.arange(10.0) * 2, 0)
+        tensorboard.write_series(board, {"train_loss": [3.0, 2.0, 1.0], "misclassified_index": [], "note": ["x"]})
+    accumulator = EventAccumulator(str(tmp_path), size_guidance=SIZE_GUIDANCE)
+    accumulator.Reload()
+    assert [e.step for e in accumulator.Histograms("gradients/w")] == [0, 6]
+    assert accumulator.Histograms("gradients/w")[0].histogram_value.sum == pytest.approx(90.0)
+    assert accumulator.Tags()["scalars"] == ["series/train_loss"]
+    assert [(e.step, e.value) for e in accumulator.Scalars("series/train_loss")] == [(1, 3.0), (2, 2.0), (3, 1.0)]

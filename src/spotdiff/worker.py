@@ -100,6 +100,8 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
             tensorboard.write_step_runner_curves(board, series, timing.blocks)
             if hasattr(impl, "write_tensorboard"):
                 impl.write_tensorboard(runner, board, series)
+        elif not getattr(impl, "WRITES_TENSORBOARD", False):  # own-loop task without its own board
+            tensorboard.write_series(board, series)
     metrics["tensorboard_s"] = time.perf_counter() - tensorboard_start
     out.emit("metrics", values=metrics)
     for name, values in series.items():

@@ -122,7 +122,8 @@ class Board:
     """One cell's TensorBoard writer: numpy in, event files out (a thin layer over tensorboardX).
 
     Per-step scalars are buffered and written at `close()` as one event per step holding every
-    tag, which keeps a 2000-step run's files small. Events at step k get `step_walltimes[k - 1]`
+    tag, which keeps a 2000-step run's files small; histograms are buffered too, so that each
+    series reaches the file in step order whatever order they were taken in. Events at step k get `step_walltimes[k - 1]`
     when given, else the current time.
     """
 
@@ -140,6 +141,7 @@ class Board:
         self._summary = summary
         self._walltimes = step_walltimes
         self._step_scalars: dict[int, dict[str, float]] = {}
+        self._histograms: list[tuple[int, float, Any]] = []  # (step, walltime, summary)
 
     def walltime(self, step: int) -> float:
         if self._walltimes is not None and 1 <= step <= len(self._walltimes):
@@ -166,8 +168,11 @@ class Board:
 
     # histograms
     def histogram(self, tag: str, values: Any, step: int) -> None:
+        """Summarised now (a few hundred bytes kept, not the values), written at close() in step
+        order: TensorBoard's data server drops a series' later steps when an earlier one follows."""
         values = np.asarray(values, dtype=np.float64).ravel()
-        self.writer.add_histogram(tag, values, step, walltime=self.walltime(step))
+        summary = self._summary.histogram(tag, values, self.writer.default_bins)
+        self._histograms.append((step, self.walltime(step), summary))
 
     def parameter_histograms(
         self, step: int, parameters: Mapping[str, Any], gradients: Mapping[str, Any] | None = None
@@ -261,6 +266,9 @@ class Board:
             )
             file_writer.add_summary(summary, step, walltime=self.walltime(step))
         self._step_scalars.clear()
+        for step, walltime, summary in sorted(self._histograms, key=lambda item: item[0]):
+            file_writer.add_summary(summary, step, walltime=walltime)
+        self._histograms.clear()
         self.writer.close()
 
     def __enter__(self) -> Board:
@@ -326,6 +334,15 @@ def write_step_runner_curves(board: Board, series: Mapping[str, Sequence[float]]
     """`train/<series>` at every step and `time/step_us` per timed block, for build_runner tasks."""
     board.step_scalars({f"train/{name}": values for name, values in series.items()})
     board.block_times("time/step_us", blocks)
+
+
+def write_series(board: Board, series: Mapping[str, Sequence[float]]) -> None:
+    """`series/<name>` at points 1..n for every numeric series, for own-loop tasks that write no
+    board of their own (each series on its own axis: per batch, per epoch, ...)."""
+    for name, values in series.items():
+        values = np.asarray(values)
+        if values.size and np.issubdtype(values.dtype, np.number):
+            board.step_scalars({f"series/{name}": values})
 
 
 # `spotdiff board`: find a run, start TensorBoard on loopback, wait until it answers.

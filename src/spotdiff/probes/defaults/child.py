@@ -23,7 +23,7 @@ from spotdiff import frameworks
 from spotdiff.probes.defaults.compare import case_for, digest
 from spotdiff.probes.defaults.components import COMPONENTS
 from spotdiff.probes.defaults.initcheck import init_stats
-from spotdiff.probes.defaults.names import REQUIRED, declared_value, native_kwargs, native_name, unsupported
+from spotdiff.hparams import REQUIRED, declared_value, native_kwargs, native_name, unsupported
 
 
 def jsonable(value: Any) -> Any:

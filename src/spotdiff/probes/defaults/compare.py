@@ -13,7 +13,7 @@ import numpy as np
 
 from spotdiff.probes.defaults import initcheck, reference
 from spotdiff.probes.defaults.components import COMPONENTS, layer_case, optimizer_case
-from spotdiff.probes.defaults.names import NAMES
+from spotdiff.hparams import NAMES
 
 TOLERANCE = 1e-4  # max relative deviation that still counts as the same behaviour (float32)
 MATCH_TOLERANCE = 1e-3  # a framework follows a reference convention within this deviation

@@ -19,7 +19,7 @@ from flax import nnx
 
 from spotdiff.backends.layouts import conv_hwio_to_oihw, conv_oihw_to_hwio, dense_to_in_out
 from spotdiff.probes.defaults.components import COMPONENTS
-from spotdiff.probes.defaults.names import REQUIRED
+from spotdiff.hparams import REQUIRED
 
 OPTIMIZERS = {
     "sgd": optax.sgd, "sgd-nesterov": optax.sgd, "rmsprop": optax.rmsprop, "adam": optax.adam,

@@ -17,7 +17,7 @@ import tensorflow as tf
 
 from spotdiff.backends.layouts import conv_hwio_to_oihw, conv_oihw_to_hwio, dense_to_in_out
 from spotdiff.probes.defaults.components import COMPONENTS
-from spotdiff.probes.defaults.names import REQUIRED
+from spotdiff.hparams import REQUIRED
 
 OPTIMIZERS = {
     "sgd": keras.optimizers.SGD, "sgd-nesterov": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,

@@ -16,7 +16,7 @@ from torch import nn
 
 from spotdiff.backends.torch.weights import load_neutral
 from spotdiff.probes.defaults.components import COMPONENTS
-from spotdiff.probes.defaults.names import REQUIRED, TORCH_INIT
+from spotdiff.hparams import REQUIRED, TORCH_INIT
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "sgd-nesterov": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,

@@ -13,12 +13,14 @@ import optax
 from flax import nnx
 
 from spotdiff.backends.jax import env, weights
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
+WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
 
 
 class ExamplesNet(nnx.Module):
@@ -32,11 +34,14 @@ class ExamplesNet(nnx.Module):
         self.drop = nnx.Dropout(0.5 if dropout else 0.0, rngs=rngs)
         self.fc2 = nnx.Linear(50, 10, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+    def features(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 50) penultimate
         x = nnx.relu(nnx.max_pool(self.conv1(x), (2, 2), (2, 2)))  # (B, 12, 12, 10)
         x = nnx.relu(nnx.max_pool(self.conv2_drop(self.conv2(x)), (2, 2), (2, 2)))  # (B, 4, 4, 20)
         x = x.reshape(x.shape[0], -1)  # (B, 320) in (H, W, C) order
-        return self.fc2(self.drop(nnx.relu(self.fc1(x))))
+        return nnx.relu(self.fc1(x))
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+        return self.fc2(self.drop(self.features(x)))
 
 
 class LayersNet(nnx.Module):
@@ -49,11 +54,14 @@ class LayersNet(nnx.Module):
         self.drop = nnx.Dropout(0.4 if dropout else 0.0, rngs=rngs)
         self.fc2 = nnx.Linear(1024, 10, rngs=rngs)
 
-    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+    def features(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 1024) penultimate
         x = nnx.max_pool(nnx.relu(self.conv1(x)), (2, 2), (2, 2))  # (B, 14, 14, 32)
         x = nnx.max_pool(nnx.relu(self.conv2(x)), (2, 2), (2, 2))  # (B, 7, 7, 64)
         x = x.reshape(x.shape[0], -1)  # (B, 3136)
-        return self.fc2(self.drop(nnx.relu(self.fc1(x))))
+        return nnx.relu(self.fc1(x))
+
+    def __call__(self, x: jax.Array) -> jax.Array:  # (B, 28, 28, 1) -> (B, 10)
+        return self.fc2(self.drop(self.features(x)))
 
 
 def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> nnx.Module:
@@ -110,33 +118,90 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     images, labels = jnp.asarray(x[..., None]), jnp.asarray(y)
     logits = model(images)
     grads = nnx.grad(loss_fn)(model, images, labels)
-    named = weights.named_params(grads, LAYERS)
-    neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
+    neutral_grads = neutral(grads, params.model)
     optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
     losses = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
     curve = [float(v) for v in jax.device_get(losses)]
-    return common.save_probe(cell_dir, np.asarray(logits), neutral, curve)
+    return common.save_probe(cell_dir, np.asarray(logits), neutral_grads, curve)
+
+
+def neutral(tree, architecture: str) -> dict[str, np.ndarray]:
+    """A model's parameters (or a gradient tree of the same shape) in the neutral layout."""
+    return weights.to_neutral(weights.named_params(tree, LAYERS), "fc1", FLATTEN_CHW[architecture])
+
+
+@nnx.jit
+def probe_grads(model: nnx.Module, images: jax.Array, labels: jax.Array) -> nnx.State:
+    return nnx.grad(loss_fn)(model, images, labels)
+
+
+@nnx.jit
+def eval_features(model: nnx.Module, images: jax.Array) -> jax.Array:
+    return model.features(images)
+
+
+def snapshot(model: nnx.Module, architecture: str, probe: tuple[jax.Array, jax.Array]) -> tuple[dict, dict]:
+    """Neutral parameters and the probe batch's gradients, dropout off (eval mode draws no random bits)."""
+    model.eval()
+    grads = probe_grads(model, *probe)
+    model.train()
+    return neutral(nnx.state(model, nnx.Param), architecture), neutral(grads, architecture)
+
+
+def penultimate(model: nnx.Module, images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) -> (N, D) features before the classifier, dropout off."""
+    model.eval()
+    features = np.asarray(eval_features(model, jnp.asarray(images[..., None])))
+    model.train()
+    return features
+
+
+def write_board_end(board: DigitsBoard, model: nnx.Module, initial: dict, probe, series, predictions) -> None:
+    """After training: histograms at init, the forward pass's jaxpr as a graph, curves, filters,
+    misclassified digits, the Projector."""
+    from spotdiff.backends.jax.tensorboard import write_graph
+
+    if not board.enabled:
+        return
+    architecture = board.params.model
+    start = build_model(board.params, board.data, "native")
+    weights.load_neutral(start, initial, "fc1", FLATTEN_CHW[architecture])
+    board.snapshot(0, initial, snapshot(start, architecture, probe)[1])
+    model.eval()
+    graphdef, state = nnx.split(model)
+    write_graph(board.board, lambda state, images: nnx.merge(graphdef, state)(images), (state, probe[0][:1]),
+                ("model", "images"))
+    model.train()
+    conv1 = neutral(nnx.state(model, nnx.Param), architecture)["conv1.weight"]
+    board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
 
 
 def run(cell, params, data, cell_dir: Path):
     model = build_model(params, data, params.init, seed=cell.seed)
+    board = DigitsBoard(cell.tensorboard_dir, params, data)
+    x, y = common.probe_batch(data, params.batch_size)
+    probe = (jnp.asarray(x[..., None]), jnp.asarray(y))
+    board.inputs()
+    # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
+    initial = neutral(nnx.state(model, nnx.Param), params.model)
     optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
     epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
-    for epoch in range(params.epochs):
+    for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        losses = train_epoch(model, optimizer, data, data["epoch_order"][epoch], params.batch_size)
+        losses = train_epoch(model, optimizer, data, data["epoch_order"][epoch - 1], params.batch_size)
         jax.block_until_ready(losses)
         epoch_s.append(time.perf_counter() - start)
         train_loss += [float(v) for v in jax.device_get(losses)]  # fetched after the clock stopped
         loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
         test_loss.append(loss)
         test_accuracy.append(accuracy)
+        board.snapshot(epoch, *snapshot(model, params.model, probe))
     param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
-    named = weights.named_params(nnx.state(model, nnx.Param), LAYERS)
-    np.savez(cell_dir / "weights.npz", **weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model]))
+    np.savez(cell_dir / "weights.npz", **neutral(nnx.state(model, nnx.Param), params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
                                     test_accuracy, predictions, data["y_test"], param_count)
+    write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts

@@ -11,10 +11,13 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff.backends.tensorflow import env, weights
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import neutral_weights
+
+WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
 
 
 def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
@@ -69,8 +72,9 @@ class EpochClock(keras.callbacks.Callback):
 
     async_safe = True
 
-    def __init__(self, data, batch_size: int):
+    def __init__(self, data, batch_size: int, after_epoch=lambda epoch: None):
         super().__init__()
+        self.after_epoch = after_epoch  # called with the 1-based epoch, after the clock stopped
         self.data, self.epoch_s, self.train_loss = data, [], []
         self.batch_size, self.n_train = batch_size, len(data["y_train"])
         self.test_loss, self.test_accuracy, self.predictions = [], [], None
@@ -92,6 +96,7 @@ class EpochClock(keras.callbacks.Callback):
         loss, accuracy, self.predictions = evaluate(self.model, self.data["x_test"], self.data["y_test"])
         self.test_loss.append(loss)
         self.test_accuracy.append(accuracy)
+        self.after_epoch(epoch + 1)
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
@@ -118,33 +123,74 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     if mode != "eager":
         logits_and_grads = tf.function(logits_and_grads, jit_compile=mode == "xla")
     logits, grads = logits_and_grads(tf.constant(x[..., None]), tf.constant(y))
-    named = weights.named_variables(model, [g.numpy() for g in grads])
-    neutral = weights.to_neutral(named, "fc1", FLATTEN_CHW[params.model])
+    neutral_grads = neutral(model, params.model, [g.numpy() for g in grads])
     model.compile(optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())), loss=loss_fn,
                   run_eagerly=mode == "eager", jit_compile=mode == "xla")
     clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]}, params.batch_size)
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
     model.fit(make_dataset(data, params.batch_size, 1), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
-    return common.save_probe(cell_dir, logits.numpy(), neutral, clock.train_loss)
+    return common.save_probe(cell_dir, logits.numpy(), neutral_grads, clock.train_loss)
+
+
+def neutral(model: keras.Model, architecture: str, values=None) -> dict[str, np.ndarray]:
+    """The model's variables (or `values`, one per trainable variable) in the neutral layout."""
+    return weights.to_neutral(weights.named_variables(model, values), "fc1", FLATTEN_CHW[architecture])
+
+
+def snapshot(model: keras.Model, architecture: str, probe: tuple[tf.Tensor, tf.Tensor]) -> tuple[dict, dict]:
+    """Neutral parameters and the probe batch's gradients, dropout off (training=False)."""
+    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    with tf.GradientTape() as tape:
+        loss = loss_fn(probe[1], model(probe[0], training=False))
+    grads = tape.gradient(loss, model.trainable_variables)
+    return neutral(model, architecture), neutral(model, architecture, [g.numpy() for g in grads])
+
+
+def penultimate(model: keras.Model, images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) -> (N, D): the fc1 layer's output, dropout off."""
+    features = keras.Model(model.inputs, model.get_layer("fc1").output)
+    return features.predict(images[..., None], batch_size=1000, verbose=0)
+
+
+def write_board_end(board: DigitsBoard, model: keras.Model, initial: dict, probe, series, predictions) -> None:
+    """After training: histograms at init, the forward graph as tf.function traces it, curves,
+    filters, misclassified digits, the Projector."""
+    from spotdiff.backends.tensorflow.tensorboard import write_graph
+
+    if not board.enabled:
+        return
+    start = build_model(board.params, board.data, "native")
+    weights.load_neutral(start, initial, "fc1", FLATTEN_CHW[board.params.model])
+    board.snapshot(0, initial, snapshot(start, board.params.model, probe)[1])
+    write_graph(board.board, tf.function(model).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32)))
+    conv1 = neutral(model, board.params.model)["conv1.weight"]
+    board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
 
 
 def run(cell, params, data, cell_dir: Path):
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data, params.init)
+    board = DigitsBoard(cell.tensorboard_dir, params, data)
+    x, y = common.probe_batch(data, params.batch_size)
+    probe = (tf.constant(x[..., None]), tf.constant(y))
+    board.inputs()
+    # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
+    initial = neutral(model, params.model)
     model.compile(
         optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
         run_eagerly=cell.mode == "eager",
         jit_compile=cell.mode == "xla",
     )
-    clock = EpochClock(data, params.batch_size)
+    clock = EpochClock(data, params.batch_size, lambda epoch: board.snapshot(epoch, *snapshot(model, params.model, probe)))
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
     model.fit(make_dataset(data, params.batch_size, params.epochs), epochs=params.epochs,
               steps_per_epoch=steps, verbose=0, callbacks=[clock])
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
-    np.savez(cell_dir / "weights.npz", **weights.to_neutral(weights.named_variables(model), "fc1", FLATTEN_CHW[params.model]))
+    np.savez(cell_dir / "weights.npz", **neutral(model, params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, clock.epoch_s, len(data["y_train"]), clock.train_loss, clock.test_loss,
                                     clock.test_accuracy, clock.predictions, data["y_test"], model.count_params())
+    write_board_end(board, model, initial, probe, series, clock.predictions)
     return metrics, series, artifacts

@@ -13,9 +13,12 @@ from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from spotdiff.backends.torch import env, weights
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
-from spotdiff.tasks.digits.models import FLATTEN_CHW
+from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
+from spotdiff.tasks.digits.spec import neutral_weights
+
+WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
 
 
 class ExamplesNet(nn.Module):
@@ -30,12 +33,14 @@ class ExamplesNet(nn.Module):
         self.fc2 = nn.Linear(50, 10)
         self.p_drop = 0.5 if dropout else 0.0
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10) logits
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 50) penultimate
         x = F.relu(F.max_pool2d(self.conv1(x), 2))  # (B, 10, 12, 12)
         x = F.relu(F.max_pool2d(self.conv2_drop(self.conv2(x)), 2))  # (B, 20, 4, 4)
         x = torch.flatten(x, 1)  # (B, 320)
-        x = F.relu(self.fc1(x))
-        x = F.dropout(x, p=self.p_drop, training=self.training)
+        return F.relu(self.fc1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10) logits
+        x = F.dropout(self.features(x), p=self.p_drop, training=self.training)
         return self.fc2(x)
 
 
@@ -50,11 +55,14 @@ class LayersNet(nn.Module):
         self.fc2 = nn.Linear(1024, 10)
         self.dropout = nn.Dropout(0.4 if dropout else 0.0)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10)
+    def features(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 1024) penultimate
         x = F.max_pool2d(F.relu(self.conv1(x)), 2)  # (B, 32, 14, 14)
         x = F.max_pool2d(F.relu(self.conv2(x)), 2)  # (B, 64, 7, 7)
         x = torch.flatten(x, 1)  # (B, 3136)
-        return self.fc2(self.dropout(F.relu(self.fc1(x))))
+        return F.relu(self.fc1(x))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # (B, 1, 28, 28) -> (B, 10)
+        return self.fc2(self.dropout(self.features(x)))
 
 
 class DigitImages(Dataset):
@@ -86,14 +94,8 @@ class EpochOrder(Sampler):
 def build_model(params, data, init: str, dropout: bool = True) -> nn.Module:
     model = (ExamplesNet if params.model == "pytorch-examples" else LayersNet)(dropout)
     if init == "shared":
-        weights.load_neutral(model, common_weights(data))
+        weights.load_neutral(model, neutral_weights(data))
     return model.to(env.device())
-
-
-def common_weights(data):
-    from spotdiff.tasks.digits.spec import neutral_weights
-
-    return neutral_weights(data)
 
 
 def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], int]:
@@ -150,16 +152,57 @@ def make_step(model, optimizer):
     return step
 
 
+def snapshot(model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict, dict]:
+    """Neutral parameters and the probe batch's gradients, dropout off; leaves .grad and the RNG alone."""
+    model.eval()
+    names, tensors = zip(*model.named_parameters())
+    grads = torch.autograd.grad(F.cross_entropy(model(probe[0]), probe[1]), tensors)
+    model.train()
+    return weights.to_neutral(dict(zip(names, tensors))), weights.to_neutral(dict(zip(names, grads)))
+
+
+def penultimate(model: nn.Module, images: np.ndarray) -> np.ndarray:
+    """(N, 28, 28) -> (N, D) features before the classifier, dropout off."""
+    model.eval()
+    with torch.no_grad():
+        features = model.features(torch.from_numpy(images).unsqueeze(1).to(env.device())).cpu().numpy()
+    model.train()
+    return features
+
+
+def write_board_end(board: DigitsBoard, model: nn.Module, initial: dict, probe, series, predictions) -> None:
+    """After training: histograms at init, the exported forward graph, curves, filters,
+    misclassified digits, the Projector."""
+    from spotdiff.backends.torch.tensorboard import write_graph
+
+    if not board.enabled:
+        return
+    start = build_model(board.params, board.data, "native")
+    weights.load_neutral(start, initial)
+    board.snapshot(0, initial, snapshot(start, probe)[1])
+    model.eval()
+    write_graph(board.board, model, (probe[0][:1],))
+    model.train()
+    conv1 = weights.to_neutral({"conv1": model.conv1.weight})["conv1"]
+    board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
+
+
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
     model = build_model(params, data, params.init)
+    board = DigitsBoard(cell.tensorboard_dir, params, data)
+    x, y = common.probe_batch(data, params.batch_size)
+    probe = (torch.from_numpy(x).unsqueeze(1).to(env.device()), torch.from_numpy(y).to(env.device()))
+    board.inputs()
+    # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
+    initial = weights.to_neutral(dict(model.named_parameters()))
     optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
     forward = torch.compile(model) if cell.mode == "compile" else model
     step = make_step(forward, optimizer)
     loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
                         sampler=EpochOrder(data["epoch_order"]))
     epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
-    for _ in range(params.epochs):
+    for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
         losses, _ = train_epoch(model, step, loader)
         env.sync()
@@ -168,6 +211,7 @@ def run(cell, params, data, cell_dir: Path):
         loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
         test_loss.append(loss)
         test_accuracy.append(accuracy)
+        board.snapshot(epoch, *snapshot(model, probe))
     param_count = sum(p.numel() for p in model.parameters())
     # The probe runs after the timed training so that the first epoch stays cold.
     artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
@@ -175,4 +219,5 @@ def run(cell, params, data, cell_dir: Path):
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
                                     test_accuracy, predictions, data["y_test"], param_count)
+    write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts

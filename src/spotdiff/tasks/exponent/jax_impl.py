@@ -10,7 +10,7 @@ import numpy as np
 import optax
 
 from spotdiff.backends.jax import env
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 

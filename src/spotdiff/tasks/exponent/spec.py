@@ -61,7 +61,7 @@ class ExponentParams(BaseModel):
         return DEFAULT_LR["manual" if variant == "manual" else self.optimizer]
 
     def optimizer_hparams(self) -> dict[str, float]:
-        """Neutral settings of `optimizer` to pass explicitly (names as in spotdiff.probes.defaults.names):
+        """Neutral settings of `optimizer` to pass explicitly (names as in spotdiff.hparams):
         every one when aligned; when native only those the user set, plus momentum and betas."""
         chosen = {}
         for key in OPTIMIZER_KEYS[self.optimizer]:

@@ -9,7 +9,7 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff.backends.tensorflow import env
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 

@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from spotdiff.backends.torch import env
-from spotdiff.probes.defaults.names import native_kwargs
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.exponent.spec import ExponentParams
 
 
