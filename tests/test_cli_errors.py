@@ -32,6 +32,14 @@ def test_bad_input_exits_2_with_one_line(args, expected):
     assert expected in lines[0]
 
 
+def test_unknown_variant_lists_the_valid_ones():
+    result = run_cli("run", "--variant", "sideways")
+    assert result.returncode == 2
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    choices = [c.strip() for c in line.split("choose from:", 1)[1].split(",")]
+    assert {"manual", "optimizer"} <= set(choices), line
+
+
 def test_malformed_toml(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text("frameworks = [torch\n")

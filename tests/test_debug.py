@@ -21,7 +21,6 @@ from conftest import run_cli
 from spotdiff.probes.debug import common, output, schema, user_model
 from spotdiff.tasks import task_names
 
-FAULT_ENV = "SPOTDIFF_DEBUG_FAULT"  # spotdiff.probes.debug.worker.FAULT_ENV (the worker is child-only)
 
 PAIRS = [(f, m) for f, modes in schema.DEBUG_MODES.items() for m in modes]
 IDS = [f"{f}-{m}" for f, m in PAIRS]
@@ -31,11 +30,8 @@ NUMPY_OPS = types.SimpleNamespace(
 )
 
 
-def debug_cli(*args: str, fault: str | None = None, timeout: float = 600) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k != FAULT_ENV}
-    env["COLUMNS"] = "200"
-    if fault:
-        env[FAULT_ENV] = fault
+def debug_cli(*args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    env = {**os.environ, "COLUMNS": "200"}
     return subprocess.run([sys.executable, "-m", "spotdiff", "debug", *args],
                           capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -199,17 +195,50 @@ def test_bad_input_exits_2_with_one_line(args, expected):
     assert "Traceback" not in result.stderr + result.stdout
 
 
+FAULTY_PROBES = '''"""JAX's debug probes, except that PROBE's forward faults once (KIND: crash, hang or raise)."""
+import os, time
+from pathlib import Path
+
+from spotdiff.probes.debug import jax_probes, user_model
+
+PROBE, KIND = {probe!r}, {kind!r}
+FORWARD = {{"print": user_model.forward_print, "error": user_model.forward_shape_bug}}[PROBE]
+FIRED = Path(__file__).with_suffix(".fired")  # once per test: a restarted child runs normally
+
+
+def make_step(mode, forward, w):
+    if forward is FORWARD and not FIRED.exists():
+        FIRED.touch()
+        if KIND == "crash":
+            os.abort()
+        if KIND == "hang":
+            time.sleep(3600)
+        raise RuntimeError(f"injected fault in probe {{PROBE}}")
+    return jax_probes.make_step(mode, forward, w)
+
+
+def __getattr__(name):
+    return getattr(jax_probes, name)
+'''
+
+
 @pytest.mark.parametrize("fault,reason,children", [
     ("error:crash", "worker killed by SIGABRT", 2),
     ("print:hang", "probe print timed out after 5 s (--timeout)", 2),
     ("error:raise", "RuntimeError: injected fault in probe error", 1),
 ], ids=["crash", "timeout", "raise"])
-def test_a_failing_probe_is_a_failed_row_and_the_others_are_kept(tmp_path, fault, reason, children):
-    result = debug_cli("-f", "jax", "-m", "eager", "--probes", "print,error,postmortem",
-                       "--timeout", "5", "--out", str(tmp_path), fault=fault)
-    assert result.returncode == 0, result.stderr
-    rows = {r["probe"]: r for r in json.loads((tmp_path / "debug.json").read_text())["rows"]}
-    failed = fault.split(":")[0]
-    assert rows[failed]["status"] == "failed" and rows[failed]["error"] == reason
-    assert [p for p, r in rows.items() if r["status"] == "ok"] == [p for p in rows if p != failed]
-    assert len(list((tmp_path / "children").iterdir())) == children
+def test_a_failing_probe_is_a_failed_row_and_the_others_are_kept(tmp_path, monkeypatch, fault, reason, children):
+    """The harness, driven with a fake probe module (passed in, as a plug-in would be) whose probe faults."""
+    from spotdiff.probes.debug import harness
+
+    probe, kind = fault.split(":")
+    (tmp_path / "faulty_probes.py").write_text(FAULTY_PROBES.format(probe=probe, kind=kind))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    settings = harness.Settings(probe_timeout_s=5, probe_module="faulty_probes")
+    out, rows = tmp_path / "out", {}
+    harness.run_pair("jax", "eager", ["print", "error", "postmortem"], settings, out,
+                     lambda row: rows.setdefault(row["probe"], row))
+    assert rows[probe]["status"] == "failed" and rows[probe]["error"] == reason
+    assert [p for p, r in rows.items() if r["status"] == "ok"] == [p for p in rows if p != probe]
+    assert len(rows) == 3
+    assert len(list((out / "children").iterdir())) == children

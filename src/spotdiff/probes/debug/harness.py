@@ -35,6 +35,7 @@ class Settings:
     threads: int = 1
     probe_timeout_s: float = 120.0
     start_timeout_s: float = 180.0  # child start and framework import, before the first probe
+    probe_module: str | None = None  # instead of the framework's own probe module (same functions)
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -107,7 +108,8 @@ def run_pair(framework: str, mode: str, probes: list[str], settings: Settings, o
     while remaining:
         attempt += 1
         job = {"framework": framework, "mode": mode, "probes": remaining, "task": settings.task,
-               "steps": settings.steps, "threads": settings.threads, "out_dir": str(out_dir.resolve())}
+               "steps": settings.steps, "threads": settings.threads, "out_dir": str(out_dir.resolve()),
+               "probe_module": settings.probe_module}
         folder = out_dir / "children" / f"{framework}-{mode}-{attempt}"
         events, reason, stderr_tail = run_child(job, folder, settings)
         done = {}

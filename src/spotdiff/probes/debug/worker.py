@@ -2,13 +2,12 @@
 
     python -m spotdiff.probes.debug.worker JOB_JSON EVENTS_JSONL
 
-JOB_JSON: {"framework", "mode", "probes", "task", "steps", "threads", "out_dir"}. Events (see
-spotdiff.events): `environment` {versions}, `start` {probe}, `row` {row}, `done`, or `error`.
-The drivers below are framework-free: they call the framework module's `make_step`, `nan_tool`
-and `capture_graph` on the forwards of user_model.py and measure what comes back.
-
-SPOTDIFF_DEBUG_FAULT=PROBE:crash|hang|raise makes PROBE abort the process, hang, or raise: it is
-how the tests reach the harness's failure paths.
+JOB_JSON: {"framework", "mode", "probes", "task", "steps", "threads", "out_dir"[, "probe_module"]}.
+Events (see spotdiff.events): `environment` {versions}, `start` {probe}, `row` {row}, `done`, or
+`error`. The drivers below are framework-free: they call the framework module's `make_step`,
+`nan_tool` and `capture_graph` on the forwards of user_model.py and measure what comes back.
+`probe_module` names a module to use instead of the framework's own (`spotdiff.probes.debug.<x>_probes`),
+with the same functions.
 """
 
 from __future__ import annotations
@@ -29,7 +28,6 @@ from spotdiff.probes.debug import common, schema, user_model
 from spotdiff.worker import THREAD_ENV_VARS
 
 PROBE_MODULES = {"torch": "torch_probes", "tensorflow": "tf_probes", "jax": "jax_probes"}
-FAULT_ENV = "SPOTDIFF_DEBUG_FAULT"
 
 
 class Skip(Exception):
@@ -121,29 +119,17 @@ DRIVERS = {"print": probe_print, "error": probe_error, "postmortem": probe_postm
            "nan": probe_nan, "graph": probe_graph}
 
 
-def _inject_fault(probe: str) -> None:
-    target, _, kind = os.environ.get(FAULT_ENV, "").partition(":")
-    if target != probe:
-        return
-    if kind == "crash":
-        os.abort()
-    if kind == "hang":
-        time.sleep(3600)
-    raise RuntimeError(f"injected fault in probe {probe}")
-
-
 def run_job(job: dict, out: EventWriter) -> None:
     for name in THREAD_ENV_VARS:  # before the framework import, as in spotdiff.worker
         os.environ[name] = str(job["threads"])
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    fw = importlib.import_module(f"spotdiff.probes.debug.{PROBE_MODULES[job['framework']]}")
+    fw = importlib.import_module(job.get("probe_module") or f"spotdiff.probes.debug.{PROBE_MODULES[job['framework']]}")
     out.emit("environment", versions=fw.versions())
     for probe in job["probes"]:
         out.emit("start", probe=probe)
         start = time.perf_counter()
         status, result, error, detail = "ok", None, None, None
         try:
-            _inject_fault(probe)
             result = DRIVERS[probe](fw, job["mode"], job)
         except Skip as reason:
             status, error = "skipped", str(reason)
