@@ -10,7 +10,7 @@ from spotdiff.experiment import build_experiment, expand, load_toml, parse_set
 
 def test_defaults_cover_every_task_framework_mode_and_variant():
     cells = expand(build_experiment({}))
-    assert {c.task for c in cells} == {"exponent", "digits", "sequences"}
+    assert {c.task for c in cells} == {"exponent", "digits", "sequences", "trees"}
     cells = [c for c in cells if c.task == "exponent"]
     assert len(cells) == 9 * 2
     assert {(c.framework, c.mode) for c in cells} == {

@@ -27,6 +27,7 @@ BUILTIN_TASKS = {
     "exponent": "spotdiff.tasks.exponent.spec",
     "digits": "spotdiff.tasks.digits.spec",
     "sequences": "spotdiff.tasks.sequences.spec",
+    "trees": "spotdiff.tasks.trees.spec",
 }
 TASK_MODULES = BUILTIN_TASKS  # the name other modules have used for the built-ins
 ENTRY_POINT_GROUP = "spotdiff.tasks"

@@ -1,0 +1,138 @@
+"""The recursive tree network in TensorFlow. `eager`: a Python recursion under GradientTape, as in
+PyTorch. `function`: the same recursion inside tf.function, one tree's loss and gradients per call;
+the tree's shape is a Python argument, so every new shape is a new trace (counted with
+experimental_get_tracing_count).
+
+A tf.Module with raw ops rather than Keras layers: a Keras layer call costs far more than the few
+ops of one tree node in eager mode, and the TensorFlow guides write custom recursions this way."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from spotdiff.tasks.trees import data as trees
+from spotdiff.tasks.trees import spec as neutral
+
+FRAMEWORK = "tensorflow"
+
+
+class TreeNet(tf.Module):
+    """Digit embedding at the leaves, tanh([left; right] W_op + b_op) at internal nodes, a dense
+    classifier on the root. Weights from the neutral (PyTorch-layout) arrays, kernels transposed."""
+
+    def __init__(self, neutral_weights: dict[str, np.ndarray]):
+        super().__init__()
+        w = neutral_weights
+        self.embedding = tf.Variable(w["embedding.weight"], name="embedding")  # (10, H)
+        self.combine_kernel = tf.Variable(np.swapaxes(w["combine.weight"], 1, 2), name="combine_kernel")  # (ops, 2H, H)
+        self.combine_bias = tf.Variable(w["combine.bias"], name="combine_bias")  # (ops, H)
+        self.fc_kernel = tf.Variable(w["fc.weight"].T.copy(), name="fc_kernel")  # (H, 2)
+        self.fc_bias = tf.Variable(w["fc.bias"], name="fc_bias")
+
+    def __call__(self, tokens, ops, structure: tuple):
+        """Logits (1, 2) of one tree. Rows are unstacked once per tree: in eager mode a slice per
+        node would cost more than the node's own arithmetic."""
+        n_leaves, left, right = structure
+        leaves = tf.unstack(tf.gather(self.embedding, tokens)[:, None, :])  # L x (1, H)
+        kernels = tf.unstack(tf.gather(self.combine_kernel, ops))  # I x (2H, H), each node's op
+        biases = tf.unstack(tf.gather(self.combine_bias, ops))  # I x (H,)
+
+        def node(i: int):  # plain recursion from the root down
+            if i < n_leaves:
+                return leaves[i]
+            k = i - n_leaves
+            children = tf.concat([node(left[k]), node(right[k])], 1)  # (1, 2H)
+            return tf.tanh(children @ kernels[k] + biases[k])  # (1, H)
+
+        return node(n_leaves + len(left) - 1) @ self.fc_kernel + self.fc_bias  # (1, 2)
+
+
+def build_model(params, data) -> TreeNet:
+    return TreeNet(neutral.neutral_weights(data))
+
+
+def cross_entropy(logits, labels):
+    return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
+
+
+def loss_fn(model, data, split: str, index: np.ndarray):
+    """Mean cross-entropy over the trees of a batch, one recursion per tree."""
+    logits = tf.concat([model(t, o, s) for t, o, s in (tree_tensors(data, split, int(i)) for i in index)], 0)  # (B, 2)
+    return cross_entropy(logits, tf.constant(data[f"labels_{split}"][index]))
+
+
+def make_optimizer(params, model: TreeNet) -> keras.optimizers.Optimizer:
+    optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
+    # Built now, not on the first step: variables created while tracing force a second trace.
+    optimizer.build(model.trainable_variables)
+    return optimizer
+
+
+def tree_tensors(data, split: str, i: int):
+    tokens, ops, left, right = trees.tree_at(data, split, i)
+    return tf.constant(tokens), tf.constant(ops), (len(tokens), left, right)
+
+
+def evaluate(model, data, params) -> float:
+    """Test accuracy by eager recursion (a tf.function would trace once more per test shape)."""
+    n = len(data["labels_test"])
+    predictions = [int(tf.argmax(model(t, o, s)[0])) for t, o, s in (tree_tensors(data, "test", i) for i in range(n))]
+    return float(np.mean(np.array(predictions) == data["labels_test"]))
+
+
+def build_runner(model, optimizer, mode: str, data):
+    """step(index) -> loss, and the traced function (None in eager mode)."""
+    variables = model.trainable_variables
+
+    if mode == "eager":
+        def step(index):
+            with tf.GradientTape() as tape:
+                loss = loss_fn(model, data, "train", index)
+            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
+            return loss
+        return step, None
+
+    @tf.function
+    def tree_grads(tokens, ops, label, structure):
+        with tf.GradientTape() as tape:
+            loss = cross_entropy(model(tokens, ops, structure), label[None])
+        # Dense gradients: gathers give IndexedSlices, which cannot be summed across calls.
+        return loss, [tf.convert_to_tensor(g) for g in tape.gradient(loss, variables)]
+
+    # The update has one fixed signature (the variables' shapes): one trace, not counted below.
+    apply_update = tf.function(lambda grads: optimizer.apply_gradients(zip(grads, variables)))
+
+    def step(index):
+        losses, grads = [], []
+        for i in index:
+            tokens, ops, structure = tree_tensors(data, "train", int(i))
+            loss, tree_grad = tree_grads(tokens, ops, tf.constant(data["labels_train"][i]), structure)
+            losses.append(loss)
+            grads.append(tree_grad)
+        apply_update([tf.add_n(list(g)) / len(index) for g in zip(*grads)])
+        return tf.reduce_mean(tf.stack(losses))
+    return step, tree_grads
+
+
+def run(cell, params, data, cell_dir: Path):
+    keras.utils.set_random_seed(cell.seed)
+    model = build_model(params, data)
+    first_batch_loss = float(loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size)))
+    step, traced = build_runner(model, make_optimizer(params, model), cell.mode, data)
+    epoch_s, train_loss = [], []
+    for order in data["epoch_order"]:
+        start = time.perf_counter()
+        losses = [step(index) for index in neutral.epoch_batches(order, params.batch_size)]
+        losses[-1].numpy()  # wait for the last step
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += [float(loss) for loss in losses]
+    compilations = int(traced.experimental_get_tracing_count()) if traced is not None else 0
+    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=compilations,
+                                     test_accuracy=evaluate(model, data, params),
+                                     first_batch_loss=first_batch_loss)
+    return metrics, series, {}

@@ -1,0 +1,111 @@
+"""The recursive tree network in PyTorch, eager: a Python recursion builds each tree's graph as it
+goes, and autograd differentiates whatever was built. Nothing is compiled, so nothing is counted."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from spotdiff.backends.torch import env, weights
+from spotdiff.tasks.trees import data as trees
+from spotdiff.tasks.trees import spec as neutral
+
+FRAMEWORK = "torch"
+
+
+class OpCombine(nn.Module):
+    """One tanh layer per op: h = tanh(W_op [left; right] + b_op)."""
+
+    def __init__(self, n_ops: int, hidden: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.empty(n_ops, hidden, 2 * hidden))
+        self.bias = nn.Parameter(torch.empty(n_ops, hidden))
+
+    def forward(self, op: int, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
+        return torch.tanh(self.weight[op] @ torch.cat([left, right]) + self.bias[op])  # (H,)
+
+
+class TreeNet(nn.Module):
+    """Digit embedding at the leaves, OpCombine at internal nodes, a linear classifier on the root."""
+
+    def __init__(self, hidden: int):
+        super().__init__()
+        self.embedding = nn.Embedding(trees.DIGITS, hidden)
+        self.combine = OpCombine(len(trees.OPS), hidden)
+        self.fc = nn.Linear(hidden, 2)
+
+    def forward(self, tokens: torch.Tensor, ops: list[int], left: tuple[int, ...], right: tuple[int, ...]) -> torch.Tensor:
+        leaves = self.embedding(tokens)  # (L, H)
+        n_leaves = len(tokens)
+
+        def node(i: int) -> torch.Tensor:  # plain recursion from the root down
+            if i < n_leaves:
+                return leaves[i]
+            k = i - n_leaves
+            return self.combine(ops[k], node(left[k]), node(right[k]))
+
+        return self.fc(node(n_leaves + len(ops) - 1))  # (2,)
+
+
+def build_model(params, data) -> nn.Module:
+    model = TreeNet(params.hidden)
+    weights.load_neutral(model, neutral.neutral_weights(data))
+    return model.to(env.device())
+
+
+def loss_fn(model: nn.Module, data, split: str, index: np.ndarray) -> torch.Tensor:
+    """Mean cross-entropy over the trees of a batch, one recursion per tree."""
+    logits = torch.stack([model(torch.from_numpy(tokens).long().to(env.device()), ops.tolist(), left, right)
+                          for tokens, ops, left, right in (trees.tree_at(data, split, int(i)) for i in index)])  # (B, 2)
+    return F.cross_entropy(logits, torch.from_numpy(data[f"labels_{split}"][index]).to(env.device()))
+
+
+def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
+    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)
+
+
+def evaluate(model, data, params) -> float:
+    model.eval()
+    correct = 0
+    with torch.no_grad():
+        for i in range(len(data["labels_test"])):
+            tokens, ops, left, right = trees.tree_at(data, "test", i)
+            logits = model(torch.from_numpy(tokens).long().to(env.device()), ops.tolist(), left, right)
+            correct += int(logits.argmax().item() == data["labels_test"][i])
+    return correct / len(data["labels_test"])
+
+
+def build_runner(model, optimizer, data):
+    """One training step on a batch of tree indices; returns the loss tensor (not fetched)."""
+    def step(index: np.ndarray) -> torch.Tensor:
+        optimizer.zero_grad()
+        loss = loss_fn(model, data, "train", index)
+        loss.backward()
+        optimizer.step()
+        return loss.detach()
+    return step
+
+
+def run(cell, params, data, cell_dir: Path):
+    torch.manual_seed(cell.seed)
+    model = build_model(params, data)
+    with torch.no_grad():
+        first_batch_loss = loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size)).item()
+    step = build_runner(model, make_optimizer(model, params), data)
+    epoch_s, train_loss = [], []
+    for order in data["epoch_order"]:
+        model.train()
+        start = time.perf_counter()
+        losses = [step(index) for index in neutral.epoch_batches(order, params.batch_size)]
+        env.sync()
+        epoch_s.append(time.perf_counter() - start)
+        train_loss += torch.stack(losses).tolist()
+    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
+                                     test_accuracy=evaluate(model, data, params),
+                                     first_batch_loss=first_batch_loss)
+    return metrics, series, {}
