@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.spotdiff-installed
 
-.PHONY: install demo test chromium bench clean
+.PHONY: install demo test chromium bench bench-serving clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,10 @@ chromium:
 bench: $(STAMP)
 	$(BIN)/python bench/exponent_bench.py --write BENCHMARKS.md
 	$(BIN)/python bench/digits_bench.py --write BENCHMARKS.md
+
+# Serving: spotdiff loadtest (REST, gRPC, Flask baseline, LiteRT) of every exported digit model; run it alone.
+bench-serving: $(STAMP)
+	$(BIN)/python bench/serving_bench.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -130,3 +130,12 @@ def test_device_gpu_runs_on_the_cpu_here_and_says_so(tmp_path):
         settings = cell["environment"]["settings"]
         if "cpu" in settings["device"].lower():
             assert "sees no GPU" in settings["device_note"]
+
+
+def test_a_task_error_names_its_type_once(tmp_path):
+    """The worker reports the message, the runner prefixes the type: `ValueError: ...`, not twice."""
+    (cell,) = expand(_small(frameworks=["jax"], modes=["jit"], variants=["manual"]))
+    cell = cell.model_copy(update={"params": {**cell.params, "steps": "many"}})  # fails in the child
+    outcome = run_cell(cell, tmp_path / "cell", timeout_s=120)
+    assert outcome.status == "failed"
+    assert outcome.error.startswith("ValidationError: ") and "ValidationError: ValidationError" not in outcome.error

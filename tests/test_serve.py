@@ -71,7 +71,14 @@ def test_the_parent_imports_no_framework():
 
 @pytest.mark.parametrize(
     "name",
-    ["digits-torch-onnx", "digits-tensorflow-savedmodel", "digits-tensorflow-tflite", "digits-jax-export"],
+    [
+        "digits-torch-onnx",
+        "digits-tensorflow-savedmodel",
+        "digits-tensorflow-tflite",
+        "digits-tensorflow-onnx",
+        "digits-jax-export",
+        "digits-jax-savedmodel",
+    ],
 )
 def test_both_protocols_predict(client, name):
     assert client.get(f"/v1/models/{name}").json()["model_version_status"][0]["state"] == "AVAILABLE"
@@ -171,7 +178,17 @@ def _free_port() -> int:
 def test_real_server_on_loopback(exported):
     port = _free_port()
     server = subprocess.Popen(
-        [sys.executable, "-m", "spotdiff", "serve", str(exported[1]), "--rest-port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "spotdiff",
+            "serve",
+            str(exported[1]),
+            "--rest-port",
+            str(port),
+            "--grpc-port",
+            "0",
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )

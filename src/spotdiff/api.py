@@ -124,7 +124,8 @@ def run(
     **options: Any,
 ) -> Results:
     """Run a comparison. `options` are experiment settings (seed, repeats, threads, device,
-    cell_timeout_s) or task options (anything `--set` takes, e.g. steps=500, optimizer="adam")."""
+    cell_timeout_s, executor="ray" and address for a Ray cluster) or task options (anything
+    `--set` takes, e.g. steps=500, optimizer="adam")."""
     from spotdiff.orchestrate import run_experiment
 
     settings: dict[str, Any] = {"overrides": {}}

@@ -45,12 +45,15 @@ def run(
     threads: Optional[int] = typer.Option(None, "--threads", help="threads/cores per cell (default: all cores)"),
     device: Optional[str] = typer.Option(None, "--device", help="auto | cpu | gpu (default auto)"),
     cell_timeout: Optional[float] = typer.Option(None, "--cell-timeout", help="seconds per cell (default 900)"),
+    workers: Optional[int] = typer.Option(None, "--workers", help="data-parallel workers per cell, one core each (default 1; digits only)"),
     set_: list[str] = typer.Option(None, "--set", help="task option key=value (repeatable)"),
     init: Optional[str] = typer.Option(None, "--init", help="shared | native weights for tasks with models (default shared)"),
     hparams: Optional[str] = typer.Option(None, "--hparams", help="aligned | native: pass every optimiser setting, or leave unset ones to each framework's defaults (default aligned)"),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<timestamp>)"),
     task_module: list[Path] = typer.Option(None, "--task-module", help="your own task: a spec.py or its folder (repeatable)"),
+    executor: Optional[str] = typer.Option(None, "--executor", help="local | ray: where cells run (default local)"),
+    address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT for --executor ray (default: start a local Ray)"),
 ) -> None:
     """Run the comparison: every task x framework x mode x variant, one child process per cell."""
     from spotdiff.experiment import build_experiment, expand, load_toml, parse_set
@@ -69,12 +72,16 @@ def run(
     overrides.update({"hparams": hparams} if hparams is not None else {})
     if device is not None and device not in ("auto", "cpu", "gpu"):
         raise UserError(f"unknown device {device!r}; choose from: auto, cpu, gpu")
+    if executor is not None and executor not in ("local", "ray"):
+        raise UserError(f"unknown executor {executor!r}; choose from: local, ray")
     if task_module:
         settings["task_modules"] = [*settings.get("task_modules", []), *map(str, task_module)]
     flags = {
         "tasks": tasks or None, "frameworks": _split(frameworks), "modes": _split(modes),
         "variants": [variant] if variant else None, "seed": seed, "repeats": repeats,
         "threads": threads, "device": device, "cell_timeout_s": cell_timeout,
+        "workers": workers,
+        "executor": executor, "address": address,
     }
     settings.update({k: v for k, v in flags.items() if v is not None})
     settings["overrides"] = overrides

@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from spotdiff import frameworks as fw
+from spotdiff.distributed import data_parallel_modes
 from spotdiff.errors import UserError
 from spotdiff.tasks import get_spec, register_task_file, task_names, task_source
 
@@ -31,6 +32,9 @@ class Experiment(BaseModel):
     threads: int = Field(default_factory=lambda: len(os.sched_getaffinity(0)), ge=1)
     device: Literal["auto", "cpu", "gpu"] = "auto"
     cell_timeout_s: float = Field(900.0, gt=0)
+    workers: int = Field(1, ge=1)  # data-parallel workers per cell (spotdiff.distributed)
+    executor: Literal["local", "ray"] = "local"  # where cells run: this machine, or a Ray cluster
+    address: str | None = None  # Ray cluster address; None: start a local Ray (executor "ray" only)
     overrides: dict[str, Any] = Field(default_factory=dict)  # --set key=value, validated per task
 
 
@@ -49,6 +53,7 @@ class Cell(BaseModel):
     threads: int
     device: str
     params: dict[str, Any]
+    workers: int = 1  # > 1: data-parallel training in a process group (spotdiff.distributed)
     task_source: dict[str, str] | None = None  # where a --task-module task lives, for the worker
     # This cell's TensorBoard run directory; None: the worker derives it from the run directory
     # (see spotdiff.record.tensorboard.cell_log_dir) and fills it in before the task runs.
@@ -101,6 +106,11 @@ def validate(exp: Experiment) -> Experiment:
         for variant in exp.variants:
             if variant not in valid:
                 raise UserError(f"unknown variant {variant!r}; choose from: {', '.join(valid)}")
+    if exp.address is not None and exp.executor != "ray":
+        raise UserError("--address is the Ray cluster to run on: it needs --executor ray")
+    from spotdiff.distributed import check_workers
+
+    check_workers(exp.tasks, exp.workers, exp.threads, exp.overrides)
     known_keys = sorted({k for s in specs for k in s.params.model_fields})
     for key in exp.overrides:
         if key not in known_keys:
@@ -119,23 +129,27 @@ def expand(exp: Experiment) -> list[Cell]:
     for task in exp.tasks:
         spec = get_spec(task)
         params = task_params(task, exp.overrides).model_dump()
+        parallel_modes = data_parallel_modes(task) if exp.workers > 1 else None
         for framework in exp.frameworks:
             for mode in spec.modes.get(framework, ()):
                 if exp.modes is not None and mode not in exp.modes:
                     continue
+                if parallel_modes is not None and mode not in parallel_modes.get(framework, ()):
+                    continue  # --workers N runs the modes the task's data-parallel engines run
                 # --variant filters the tasks that have it; a task without it runs all its own.
                 wanted = [v for v in spec.variants if exp.variants is None or v in exp.variants]
                 for variant in wanted or spec.variants:
                     cells.append(
                         Cell(
-                            id=f"{task}-{framework}-{mode}-{variant}-s{exp.seed}",
+                            id=f"{task}-{framework}-{mode}-{variant}-s{exp.seed}" + (f"-w{exp.workers}" if exp.workers > 1 else ""),
                             task=task, framework=framework, mode=mode, variant=variant,
                             seed=exp.seed, repeats=exp.repeats, threads=exp.threads,
-                            device=exp.device, params=params, task_source=task_source(task),
+                            device=exp.device, params=params, task_source=task_source(task), workers=exp.workers,
                         )
                     )
     if not cells:
-        raise UserError("the selection matches no cell: check --frameworks, --modes and --variant")
+        hint = f"; --workers {exp.workers} runs the data-parallel modes only" if exp.workers > 1 else ""
+        raise UserError(f"the selection matches no cell: check --frameworks, --modes and --variant{hint}")
     return cells
 
 

@@ -6,7 +6,7 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from spotdiff import runner
+from spotdiff import executors, runner
 from spotdiff.experiment import Cell, Experiment, expand, task_params
 from spotdiff.record import environment, results as results_file, store
 from spotdiff.tasks import get_spec
@@ -35,18 +35,20 @@ def run_experiment(
     """Run every cell of `exp`; return (results, run_dir). On Ctrl-C the finished cells are kept,
     the report is still written, and KeyboardInterrupt is re-raised."""
     cells = expand(exp)
+    executor = executors.start(exp)  # connects to a cluster first: a bad address writes no run directory
     run_dir = Path(run_dir or default_run_dir())
     run_dir.mkdir(parents=True, exist_ok=True)
     results: dict[str, Any] = {
         "schema": results_file.SCHEMA_VERSION,
         "run_id": f"{run_dir.resolve().name}-{int(time.time() * 1000) % 100000:05d}",
         "status": "running",
-        "environment": environment.collect(exp.threads, exp.device),
+        "environment": {**environment.collect(exp.threads, exp.device), "executor": executor.describe()},
         "experiment": exp.model_dump(),
         "cells": [],
         "parity": {},
     }
     path = run_dir / "results.json"
+    order = {cell.id: index for index, cell in enumerate(cells)}
     results_file.write(path, results)
 
     def record(outcome: runner.CellOutcome) -> None:
@@ -56,14 +58,17 @@ def run_experiment(
                 results["environment"]["matmul_peak_gflops"] = environment.matmul_peak_gflops(exp.threads)
             outcome.metrics["peak_fraction"] = rate / results["environment"]["matmul_peak_gflops"]
         results["cells"].append(outcome.as_record())
+        results["cells"].sort(key=lambda c: order[c["id"]])  # cells may finish out of order on a cluster
         results_file.write(path, results)
         on_done(outcome)
 
     interrupted = False
     try:
-        runner.run_cells(cells, run_dir, exp.cell_timeout_s, on_start=on_start, on_done=record)
+        executor.run_cells(cells, run_dir, exp.cell_timeout_s, on_start=on_start, on_done=record)
     except KeyboardInterrupt:
         interrupted = True
+    finally:
+        executor.close()
     results["status"] = "interrupted" if interrupted else "complete"
     results["environment"]["finished_at"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
     results["parity"] = compute_parity(results["cells"], exp)

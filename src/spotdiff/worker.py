@@ -53,6 +53,10 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     if cell.task_source:
         restore_task_source(cell.task, cell.task_source)
     pinned = pin_process(cell, cell_dir)
+    if cell.workers > 1:  # this process becomes the launcher of a data-parallel process group
+        from spotdiff.distributed.cell import run_cell as run_data_parallel
+
+        return run_data_parallel(cell, out, cell_dir, pinned["cpu_affinity"])
     framework = frameworks.FRAMEWORKS[cell.framework]
     start = time.perf_counter()
     env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")  # imports the framework
@@ -117,11 +121,11 @@ def main(argv: list[str]) -> int:
         cell = Cell.model_validate_json(cell_path.read_text())
         run_cell(cell, out, events_path.parent)
     except BaseException as error:  # every failure becomes an event the runner can report
-        lines = f"{type(error).__name__}: {error}".strip().splitlines()
+        lines = str(error).strip().splitlines()  # the runner prefixes the type: "Type: message"
         out.emit(
             "error",
             type=type(error).__name__,
-            message=lines[0] if lines else type(error).__name__,
+            message=lines[0] if lines else "(no message)",
             traceback=traceback.format_exc()[-4000:],
         )
         out.close()

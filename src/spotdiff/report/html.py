@@ -16,9 +16,12 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
+from spotdiff.report import static_dynamic
 from spotdiff.report.plots import (
     Plot, build_plots, cell_label, finite_number, format_value, ordered_cells, task_spec, variants_of,
 )
+from spotdiff.report.distributed import distributed_context
+from spotdiff.report.serving import serving_context
 
 # Criteria every task is judged on (measured by the runner), each lower-is-better.
 CRITERIA = {
@@ -275,6 +278,9 @@ def report_context(results: dict[str, Any], plots: list[Plot]) -> dict[str, Any]
         "started": started, "duration": duration, "env": _environment(results),
         "rule": RULE, "parity": parity_rows(results), "tasks": tasks,
         "version": (results.get("environment") or {}).get("spotdiff", ""),
+        "static_dynamic": static_dynamic.section(results),
+        "serving": serving_context(results),  # spotdiff loadtest: None for training runs
+        "distributed": distributed_context(results),  # --workers N cells: None without any
     }
 
 

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 
 import numpy as np
 from starlette.applications import Starlette
-from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
@@ -82,11 +82,7 @@ def _images(value, shape=None) -> np.ndarray:
 
 
 async def _predict(model: ServedModel, x: np.ndarray) -> np.ndarray:
-    def call():
-        with model.lock:  # interpreters (TFLite) are not thread-safe
-            return model.predict(x)
-
-    return await run_in_threadpool(call)
+    return await asyncio.get_running_loop().run_in_executor(model.executor, model.run, x)
 
 
 def build_app(root: Path, models=None) -> Starlette:

@@ -11,7 +11,11 @@ from pathlib import Path
 
 from spotdiff.errors import UserError
 
-FORMATS = {"torch": ("pt2", "onnx"), "tensorflow": ("savedmodel", "tflite"), "jax": ("jax",)}
+FORMATS = {
+    "torch": ("pt2", "onnx"),
+    "tensorflow": ("savedmodel", "tflite", "tf2onnx"),
+    "jax": ("jax", "jax2tf"),
+}
 ALL_FORMATS = tuple(f for group in FORMATS.values() for f in group)
 MARK = "SPOTDIFF_EXPORT "
 
@@ -85,6 +89,16 @@ def run_export(
             )
     for row in artefacts:
         row["path"] = str(Path(row["path"]).relative_to(out.resolve()))
+    previous = out / "export.json"
+    if previous.is_file():  # a partial export (--formats) keeps the rows of the models it did not touch
+        fresh = {row["name"] for row in artefacts}
+        try:
+            kept = [
+                a for a in json.loads(previous.read_text()).get("artefacts", []) if a.get("name") not in fresh
+            ]
+        except (ValueError, AttributeError):
+            kept = []
+        artefacts = kept + artefacts
     result = {"run_dir": str(run_dir), "version": version, "artefacts": artefacts, "failures": failures}
     (out / "export.json").write_text(json.dumps(result, indent=1))
     return result

@@ -155,6 +155,27 @@ def export_tensorflow(params, neutral, images, root: Path, version: int, formats
             **_parity(reference, tflite_predict(folder / "model.tflite", x)),
         }
 
+    if "tf2onnx" in formats:
+        folder = _target(root, "digits-tensorflow-onnx", version)
+        start = time.perf_counter()
+        import tf2onnx
+
+        tf2onnx.convert.from_function(
+            module.serve, input_signature=module.serve.input_signature, output_path=str(folder / "model.onnx")
+        )
+        export_s = time.perf_counter() - start
+        import onnxruntime as ort
+
+        session = ort.InferenceSession(str(folder / "model.onnx"), providers=["CPUExecutionProvider"])
+        yield {
+            "name": "digits-tensorflow-onnx",
+            "format": "tf2onnx",
+            "path": str(folder / "model.onnx"),
+            "export_s": export_s,
+            "size_bytes": _size_bytes(folder),
+            **_parity(reference, session.run(None, {"images": x})[0]),
+        }
+
 
 def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Run a TFLite model over a batch, resizing its input to the batch."""
@@ -198,6 +219,39 @@ def export_jax(params, neutral, images, root: Path, version: int, formats: list[
             "size_bytes": _size_bytes(folder),
             **_parity(reference, out),
         }
+
+    if "jax2tf" in formats:
+        yield _export_jax2tf(model, reference, x, root, version)
+
+
+def _export_jax2tf(model, reference: np.ndarray, x: np.ndarray, root: Path, version: int) -> dict:
+    """A TF SavedModel of the JAX forward through jax2tf (StableHLO inside an XlaCallModule op)."""
+    import tensorflow as tf
+    from jax.experimental import jax2tf
+
+    folder = _target(root, "digits-jax-savedmodel", version)
+    start = time.perf_counter()
+    # the weights travel as constants: fine at this size (jax2tf suggests tf.Variables past ~2 GB)
+    forward = jax2tf.convert(
+        lambda images: model(images), polymorphic_shapes=["(b, 28, 28, 1)"], with_gradient=False
+    )
+    module = tf.Module()
+    module.serve = _tf_signature(lambda images: {"logits": forward(images)})
+    tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
+    export_s = time.perf_counter() - start
+    out = (
+        tf.saved_model.load(str(folder))
+        .signatures["serving_default"](images=tf.constant(x))["logits"]
+        .numpy()
+    )
+    return {
+        "name": "digits-jax-savedmodel",
+        "format": "jax2tf",
+        "path": str(folder),
+        "export_s": export_s,
+        "size_bytes": _size_bytes(folder),
+        **_parity(reference, out),
+    }
 
 
 EXPORTERS = {"torch": export_torch, "tensorflow": export_tensorflow, "jax": export_jax}

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,20 +24,47 @@ class ServedModel:
     format: str
     predict: Callable[[np.ndarray], np.ndarray]  # (N, 28, 28, 1) float32 -> (N, 10) logits
     lock: threading.Lock = field(default_factory=threading.Lock)
+    # REST queues calls on one worker thread per model instead of waking a thread per request
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="model")
+    )
+
+    def run(self, x: np.ndarray) -> np.ndarray:
+        """`predict`, one call at a time (REST and gRPC share the lock): TFLite is not thread-safe."""
+        with self.lock:
+            return self.predict(x)
 
 
 def _onnx(path: Path):
     import onnxruntime as ort
 
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    name = session.get_inputs()[0].name
-    return lambda x: session.run(None, {name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[0]
+    (inp,) = session.get_inputs()
+    if inp.shape[-1] == 1:  # channels-last (tf2onnx of the Keras model): feed as is
+        return lambda x: session.run(None, {inp.name: x})[0]
+    return lambda x: session.run(None, {inp.name: np.ascontiguousarray(x.transpose(0, 3, 1, 2))})[
+        0
+    ]  # torch: NCHW
 
 
 def _tflite(path: Path):
-    from spotdiff.serve.export_child import tflite_predict
+    import tensorflow as tf
 
-    return lambda x: tflite_predict(path, x)
+    # One interpreter, built once and resized only when the batch changes (callers hold the lock).
+    interpreter = tf.lite.Interpreter(model_path=str(path))
+    (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
+    shape: list[int] = []
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        if list(x.shape) != shape:
+            interpreter.resize_tensor_input(inp["index"], list(x.shape))
+            interpreter.allocate_tensors()
+            shape[:] = x.shape
+        interpreter.set_tensor(inp["index"], x.astype(np.float32))
+        interpreter.invoke()
+        return interpreter.get_tensor(out["index"]).copy()
+
+    return predict
 
 
 def _savedmodel(path: Path):

@@ -171,6 +171,12 @@ def parity(cells: list[dict[str, Any]], params: DigitsParams) -> dict[str, Any]:
     }}
 
 
+# `--workers N`: the mode each framework's data-parallel engine (*_dp_impl.py) runs, named after
+# the single-worker mode it matches (TensorFlow: a tf.function step, graph like `fit`; see
+# docs/distributed.md for why not model.fit itself).
+DATA_PARALLEL_MODES = {"torch": ("eager",), "tensorflow": ("fit",), "jax": ("jit",)}
+
+
 SPEC = TaskSpec(
     name="digits",
     summary="the post's digit CNN (scikit-learn digits at 28x28; MNIST/Fashion-MNIST from IDX)",
