@@ -31,8 +31,7 @@ def tiny_model_root(tmp_path_factory, formats=("onnx",), frameworks=("torch",)) 
         "repeats": 1,
         "overrides": {"epochs": 1, "limit_train": 128, "limit_test": 64, "batch_size": 32},
     }
-    if frameworks == ("torch",):
-        config["modes"] = ["eager"]
+    config["modes"] = sorted({{"torch": "eager", "tensorflow": "fit", "jax": "jit"}[f] for f in frameworks})
     exp = build_experiment(config)
     _, run_dir = run_experiment(exp, Path(tmp_path_factory.mktemp("run")), render=False, index=False)
     result = run_export(run_dir, root, list(formats))

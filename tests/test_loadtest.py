@@ -164,3 +164,17 @@ def test_bad_target_or_option_is_one_line_and_exit_2(root, tmp_path, args, messa
     assert done.returncode == 2, done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("spotdiff: error:") and message in lines[0], done.stderr
+
+
+def test_litert_single_image_latency_and_size(tmp_path_factory):
+    """The mobile timer: every .tflite model through the LiteRT interpreter, one thread, one image."""
+    root = tiny_model_root(tmp_path_factory, formats=("tflite",), frameworks=("tensorflow",))
+    done = subprocess.run([sys.executable, "-m", "spotdiff.serve.mobile", str(root), "20"],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    (row,) = [json.loads(line.removeprefix("SPOTDIFF_MOBILE ")) for line in done.stdout.splitlines()
+              if line.startswith("SPOTDIFF_MOBILE ")]
+    assert row["model"] == "digits-tensorflow-tflite" and row["threads"] == 1
+    assert row["size_bytes"] == (root / "digits-tensorflow-tflite" / row["version"] / "model.tflite").stat().st_size
+    assert row["runtime"].startswith("ai-edge-litert")  # the maintained interpreter, not tf.lite's
+    assert 0 < row["min_ms"] <= row["p50_ms"] <= row["p90_ms"] and row["repeats"] == 20

@@ -27,7 +27,9 @@ def test_index_list_and_reindex(tmp_path):
     assert store.cell_metrics("a", db)[0]["metrics"]["steady_step_us"] == 12.5
 
 
-def test_history_command_lists_indexed_runs(tmp_path):
+def test_history_command_lists_indexed_runs(tmp_path, monkeypatch):
+    # A store of its own: the session's store holds every other test's runs, newer than this one.
+    monkeypatch.setenv("SPOTDIFF_HOME", str(tmp_path / "home"))
     store.index_run(_results("run-xyz", "2026-01-03T00:00:00"), tmp_path)
     result = run_cli("history")
     assert result.returncode == 0, result.stderr

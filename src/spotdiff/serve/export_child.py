@@ -179,9 +179,9 @@ def export_tensorflow(params, neutral, images, root: Path, version: int, formats
 
 def tflite_predict(path: Path, x: np.ndarray) -> np.ndarray:
     """Run a TFLite model over a batch, resizing its input to the batch."""
-    import tensorflow as tf
+    from spotdiff.serve.mobile import interpreter_class
 
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = interpreter_class()[0](model_path=str(path))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.resize_tensor_input(inp["index"], list(x.shape))
     interpreter.allocate_tensors()

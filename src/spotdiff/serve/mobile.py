@@ -20,7 +20,8 @@ from spotdiff.serve.inprocess import time_predict
 MARK = "SPOTDIFF_MOBILE "
 
 
-def _interpreter_class():
+def interpreter_class():
+    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's deprecated tf.lite one; and its name."""
     try:
         from ai_edge_litert.interpreter import Interpreter
 
@@ -31,9 +32,9 @@ def _interpreter_class():
         return tf.lite.Interpreter, f"tf.lite.Interpreter (tensorflow {tf.__version__})"
 
 
-def litert_predictor(path: Path, interpreter_class, batch: int = 1):
+def litert_predictor(path: Path, interpreter_type: type, batch: int = 1):
     """A `predict(x)` for a fixed batch size: resized and allocated once, as an app would."""
-    interpreter = interpreter_class(model_path=str(path), num_threads=1)
+    interpreter = interpreter_type(model_path=str(path), num_threads=1)
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     interpreter.resize_tensor_input(inp["index"], [batch, 28, 28, 1])
     interpreter.allocate_tensors()
@@ -48,10 +49,10 @@ def litert_predictor(path: Path, interpreter_class, batch: int = 1):
 
 def main(argv: list[str]) -> int:
     root, repeats = Path(argv[0]), int(argv[1])
-    interpreter_class, runtime = _interpreter_class()
+    interpreter, runtime = interpreter_class()
     image = np.random.default_rng(0).random((1, 28, 28, 1), dtype=np.float32)  # (1, 28, 28, 1)
     for path in sorted(root.glob("*/*/model.tflite")):
-        predict = litert_predictor(path, interpreter_class)
+        predict = litert_predictor(path, interpreter)
         assert predict(image).shape == (1, 10)
         row = {
             "model": path.parent.parent.name,

@@ -48,10 +48,10 @@ def _onnx(path: Path):
 
 
 def _tflite(path: Path):
-    import tensorflow as tf
+    from spotdiff.serve.mobile import interpreter_class
 
     # One interpreter, built once and resized only when the batch changes (callers hold the lock).
-    interpreter = tf.lite.Interpreter(model_path=str(path))
+    interpreter = interpreter_class()[0](model_path=str(path))
     (inp,), (out,) = interpreter.get_input_details(), interpreter.get_output_details()
     shape: list[int] = []
 
