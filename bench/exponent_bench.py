@@ -19,7 +19,8 @@ from spotdiff.orchestrate import run_experiment
 
 def run_matrix(steps: int, repeats: int, record: bool, out: Path) -> dict:
     exp = build_experiment(
-        {"repeats": repeats, "device": "cpu", "overrides": {"steps": steps, "record_series": record}}
+        {"tasks": ["exponent"], "repeats": repeats, "device": "cpu",
+         "overrides": {"steps": steps, "record_series": record}}
     )
     results, _ = run_experiment(exp, out, index=False, render=False)
     return results

@@ -181,7 +181,6 @@ def run(cell, params, data, cell_dir: Path):
     board = DigitsBoard(cell.tensorboard_dir, params, data)
     x, y = common.probe_batch(data, params.batch_size)
     probe = (jnp.asarray(x[..., None]), jnp.asarray(y))
-    board.inputs()
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = neutral(nnx.state(model, nnx.Param), params.model)
     optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)

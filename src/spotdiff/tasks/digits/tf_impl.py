@@ -173,7 +173,6 @@ def run(cell, params, data, cell_dir: Path):
     board = DigitsBoard(cell.tensorboard_dir, params, data)
     x, y = common.probe_batch(data, params.batch_size)
     probe = (tf.constant(x[..., None]), tf.constant(y))
-    board.inputs()
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = neutral(model, params.model)
     model.compile(

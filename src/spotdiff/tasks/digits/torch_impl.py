@@ -193,7 +193,6 @@ def run(cell, params, data, cell_dir: Path):
     board = DigitsBoard(cell.tensorboard_dir, params, data)
     x, y = common.probe_batch(data, params.batch_size)
     probe = (torch.from_numpy(x).unsqueeze(1).to(env.device()), torch.from_numpy(y).to(env.device()))
-    board.inputs()
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = weights.to_neutral(dict(model.named_parameters()))
     optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
