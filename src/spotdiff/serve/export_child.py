@@ -125,22 +125,7 @@ def export_tensorflow(params, neutral, images, root: Path, version: int, formats
     module.serve = _tf_signature(lambda images: {"logits": model(images, training=False)})
     if "savedmodel" in formats:
         folder = _target(root, "digits-tensorflow-savedmodel", version)
-        start = time.perf_counter()
-        tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
-        export_s = time.perf_counter() - start
-        out = (
-            tf.saved_model.load(str(folder))
-            .signatures["serving_default"](images=tf.constant(x))["logits"]
-            .numpy()
-        )
-        yield {
-            "name": "digits-tensorflow-savedmodel",
-            "format": "savedmodel",
-            "path": str(folder),
-            "export_s": export_s,
-            "size_bytes": _size_bytes(folder),
-            **_parity(reference, out),
-        }
+        yield _saved_model_row(module, folder, "savedmodel", x, reference, time.perf_counter())
     if "tflite" in formats:
         folder = _target(root, "digits-tensorflow-tflite", version)
         start = time.perf_counter()
@@ -237,16 +222,20 @@ def _export_jax2tf(model, reference: np.ndarray, x: np.ndarray, root: Path, vers
     )
     module = tf.Module()
     module.serve = _tf_signature(lambda images: {"logits": forward(images)})
+    return _saved_model_row(module, folder, "jax2tf", x, reference, start)
+
+
+def _saved_model_row(module, folder: Path, fmt: str, x: np.ndarray, reference: np.ndarray, start: float) -> dict:
+    """Save `module` (its `serve` as `serving_default`), load it back, and report size, time and parity.
+    `start`: when the export began (perf_counter), so that conversion counts in `export_s`."""
+    import tensorflow as tf
+
     tf.saved_model.save(module, str(folder), signatures={"serving_default": module.serve})
     export_s = time.perf_counter() - start
-    out = (
-        tf.saved_model.load(str(folder))
-        .signatures["serving_default"](images=tf.constant(x))["logits"]
-        .numpy()
-    )
+    out = tf.saved_model.load(str(folder)).signatures["serving_default"](images=tf.constant(x))["logits"].numpy()
     return {
-        "name": "digits-jax-savedmodel",
-        "format": "jax2tf",
+        "name": folder.parent.name,
+        "format": fmt,
         "path": str(folder),
         "export_s": export_s,
         "size_bytes": _size_bytes(folder),
