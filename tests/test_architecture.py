@@ -44,7 +44,9 @@ def test_every_task_has_every_framework_impl_with_the_same_functions(task):
         path = Path(importlib.util.find_spec(module).origin)
         tree = ast.parse(path.read_text())
         function_sets[name] = {n.name for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef))}
-    assert set(spec.modes) == set(frameworks.FRAMEWORKS)
+    # Frameworks whose modes each spec lists implement every task; one that declares its own modes
+    # (Keras) joins the tasks that have its impl file, and then has the same skeleton.
+    assert {name for name, f in frameworks.FRAMEWORKS.items() if not f.modes} <= set(spec.modes)
     shared = set.intersection(*function_sets.values())
     assert "run" in shared or "build_runner" in shared  # the worker's entry point, everywhere
     assert SHARED_FUNCTIONS.get(task, set()) <= shared

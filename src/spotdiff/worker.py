@@ -58,6 +58,7 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
 
         return run_data_parallel(cell, out, cell_dir, pinned["cpu_affinity"])
     framework = frameworks.FRAMEWORKS[cell.framework]
+    os.environ.update(framework.mode_env(cell.mode))  # e.g. KERAS_BACKEND: read when it is imported
     start = time.perf_counter()
     env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")  # imports the framework
     import_s = time.perf_counter() - start

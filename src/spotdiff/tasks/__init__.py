@@ -11,6 +11,7 @@ A task's implementations are the modules `<package>.<prefix>_impl` beside its sp
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import importlib.metadata
 import importlib.util
@@ -132,7 +133,20 @@ def get_spec(name: str) -> TaskSpec:
     modules = task_modules()
     if name not in modules:
         raise UserError(f"unknown task {name!r}; choose from: {', '.join(task_names())}")
-    return _checked_spec(_import(modules[name], name), name, modules[name])
+    return _with_declared_modes(_checked_spec(_import(modules[name], name), name, modules[name]))
+
+
+def _with_declared_modes(spec: TaskSpec) -> TaskSpec:
+    """`spec` plus the modes of frameworks that declare their own (spotdiff.frameworks Mode), for
+    each such framework the spec does not list and whose `<prefix>_impl.py` exists beside it."""
+    from spotdiff.frameworks import FRAMEWORKS
+
+    modes, mode_help = dict(spec.modes), dict(spec.mode_help)
+    for name, framework in FRAMEWORKS.items():
+        if framework.modes and name not in modes and has_impl(spec.name, framework.impl_prefix):
+            modes[name] = tuple(mode.name for mode in framework.modes)
+            mode_help.update({(name, mode.name): mode.help for mode in framework.modes})
+    return spec if modes == spec.modes else dataclasses.replace(spec, modes=modes, mode_help=mode_help)
 
 
 def impl_module(task: str, impl_prefix: str) -> str:

@@ -99,8 +99,9 @@ def select(frameworks: list[str] | None, modes: list[str] | None,
     chosen = []
     for name in frameworks or list(DEBUG_MODES):
         canonical = fw.canonical(name)
-        if canonical is None:
-            raise UserError(f"unknown framework {name!r}; choose from: {', '.join(fw.FRAMEWORKS)}")
+        if canonical not in DEBUG_MODES:
+            known = "no debug probes for" if canonical else "unknown"
+            raise UserError(f"{known} framework {name!r}; choose from: {', '.join(DEBUG_MODES)}")
         chosen.append(canonical)
     available = sorted({m for f in chosen for m in DEBUG_MODES[f]})
     for mode in modes or []:

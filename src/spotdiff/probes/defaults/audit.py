@@ -7,6 +7,7 @@ component it did not finish into a failed row that says why.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import platform
@@ -94,6 +95,12 @@ def run_children(
     return answers
 
 
+def audited_frameworks() -> list[str]:
+    """Frameworks with a defaults probe (`<impl_prefix>_probe.py` here), found without importing it."""
+    return [name for name, framework in fw.FRAMEWORKS.items()
+            if importlib.util.find_spec(f"spotdiff.probes.defaults.{framework.impl_prefix}_probe") is not None]
+
+
 def run_audit(
     components: list[str] | None = None, frameworks: list[str] | None = None, seed: int = 0,
     steps: int = OPTIMIZER_STEPS, out_dir: Path | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
@@ -106,10 +113,12 @@ def run_audit(
     """
     names = select(components)
     chosen = []
-    for name in frameworks or list(fw.FRAMEWORKS):
+    audited = audited_frameworks()
+    for name in frameworks or audited:
         canonical = fw.canonical(name)
-        if canonical is None:
-            raise UserError(f"unknown framework {name!r}; choose from: {', '.join(fw.FRAMEWORKS)}")
+        if canonical not in audited:
+            known = "no defaults probe for" if canonical else "unknown"
+            raise UserError(f"{known} framework {name!r}; choose from: {', '.join(audited)}")
         chosen.append(canonical)
     chosen = list(dict.fromkeys(chosen))
     if steps < 1:
