@@ -18,7 +18,7 @@ SRC = Path(__file__).resolve().parents[1] / "src" / "spotdiff"
 
 def test_parent_side_imports_no_framework():
     code = (
-        "import sys, spotdiff.cli, spotdiff.orchestrate, spotdiff.runner, spotdiff.report.terminal, "
+        "import sys, spotdiff.cli, spotdiff.orchestrate, spotdiff.executors.local, spotdiff.children, spotdiff.report.terminal, "
         "spotdiff.report.html, spotdiff.record.store\n"
         "from spotdiff.tasks import get_spec, task_names\n"
         "[get_spec(t) for t in task_names()]\n"

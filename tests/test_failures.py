@@ -15,7 +15,7 @@ import psutil
 from spotdiff import frameworks
 from spotdiff.experiment import build_experiment, expand
 from spotdiff.orchestrate import run_experiment
-from spotdiff.runner import run_cell
+from spotdiff.executors.local import run_cell
 
 SMALL = {"steps": 40, "block_steps": 10, "warmup_steps": 10}
 

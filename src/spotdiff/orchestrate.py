@@ -6,7 +6,8 @@ import time
 from pathlib import Path
 from typing import Any, Callable
 
-from spotdiff import executors, runner
+from spotdiff import executors
+from spotdiff.executors.local import CellOutcome
 from spotdiff.experiment import Cell, Experiment, expand, task_params
 from spotdiff.record import environment, results as results_file, store
 from spotdiff.tasks import get_spec
@@ -28,7 +29,7 @@ def run_experiment(
     exp: Experiment,
     run_dir: Path | None = None,
     on_start: Callable[[Cell], None] = lambda cell: None,
-    on_done: Callable[[runner.CellOutcome], None] = lambda outcome: None,
+    on_done: Callable[[CellOutcome], None] = lambda outcome: None,
     index: bool = True,
     render: bool = True,
 ) -> tuple[dict[str, Any], Path]:
@@ -51,7 +52,7 @@ def run_experiment(
     order = {cell.id: index for index, cell in enumerate(cells)}
     results_file.write(path, results)
 
-    def record(outcome: runner.CellOutcome) -> None:
+    def record(outcome: CellOutcome) -> None:
         rate = outcome.metrics.get("gflops_per_s")
         if rate:  # achieved FLOP rate as a fraction of this machine's measured matmul peak
             if "matmul_peak_gflops" not in results["environment"]:

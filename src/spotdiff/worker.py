@@ -2,8 +2,9 @@
 
     python -m spotdiff.worker CELL_JSON EVENTS_JSONL
 
-Threads and visible devices are pinned through the environment and CPU affinity *before* the
-framework is imported, identically for every framework.
+Started by `spotdiff.children`, which pinned CPU affinity and every thread variable before this
+module (or numpy) was imported, identically for every framework; the framework's own pools are
+sized by its `backends/<fw>/env.configure` right after its import.
 """
 
 from __future__ import annotations
@@ -16,30 +17,23 @@ import time
 import traceback
 from pathlib import Path
 
+from spotdiff import children
 from spotdiff.events import EventWriter
 from spotdiff.experiment import Cell
 from spotdiff.record import tensorboard
 
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
-
-
-def pin_process(cell: Cell, cell_dir: Path) -> dict:
-    """Same cores, thread counts and device visibility for every framework; returns what was set.
-
-    Compile caches start empty in every cell (torch.compile keeps an on-disk cache between runs;
-    JAX's persistent cache is off by default), so first-step times are cold for everyone.
-    """
-    cores = sorted(os.sched_getaffinity(0))[: cell.threads]
-    os.sched_setaffinity(0, cores)
-    for name in THREAD_ENV_VARS:
-        os.environ[name] = str(cell.threads)
+def pin_process(cell: Cell) -> dict:
+    """The pin `spotdiff.children` applied at start (cores, threads, thread variables), checked
+    against the cell, and the device visibility, set before the framework is imported."""
+    pinned = children.pinned()
+    if pinned.get("threads") != cell.threads:  # started by hand: pin here (numpy may be loaded)
+        pinned = children.pin(children.Pin.first(cell.threads).cores, cell.threads)
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if cell.device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = str(cell_dir / "compile-cache")
-    os.environ["TRITON_CACHE_DIR"] = str(cell_dir / "compile-cache" / "triton")
-    return {"cpu_affinity": cores, "dtype": "float32", "compile_cache": "cold (empty per cell)"}
+    recorded = {key: pinned[key] for key in ("cpu_affinity", "threads", "numpy_loaded_before_pin")}
+    return {**recorded, "dtype": "float32", "compile_cache": "cold (empty per cell)"}
 
 
 def peak_rss_mb() -> float:
@@ -52,7 +46,7 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
 
     if cell.task_source:
         restore_task_source(cell.task, cell.task_source)
-    pinned = pin_process(cell, cell_dir)
+    pinned = pin_process(cell)
     if cell.workers > 1:  # this process becomes the launcher of a data-parallel process group
         from spotdiff.distributed.cell import run_cell as run_data_parallel
 

@@ -1,6 +1,6 @@
 """Executors: where the cells of a run execute.
 
-`local` (the default) runs them one after another on this machine (`spotdiff.runner`); `ray`
+`local` (the default) runs them one after another on this machine (`executors/local.py`); `ray`
 spreads them over a Ray cluster (`spotdiff.executors.ray_executor`). Both hand every finished
 cell to the same `on_done` callback, so results.json, parity and the history store do not know
 which one ran. Ray is imported only when the `ray` executor is asked for.
@@ -12,8 +12,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
-from spotdiff import runner
 from spotdiff.errors import UserError
+from spotdiff.executors.local import CellOutcome, LocalExecutor
 from spotdiff.experiment import Cell, Experiment
 
 EXECUTORS = ("local", "ray")
@@ -24,25 +24,12 @@ class Executor(Protocol):
 
     def run_cells(
         self, cells: list[Cell], run_dir: Path, timeout_s: float,
-        on_start: Callable[[Cell], None], on_done: Callable[[runner.CellOutcome], None],
-    ) -> list[runner.CellOutcome]: ...
+        on_start: Callable[[Cell], None], on_done: Callable[[CellOutcome], None],
+    ) -> list[CellOutcome]: ...
 
     def describe(self) -> dict[str, Any]: ...
 
     def close(self) -> None: ...
-
-
-class LocalExecutor:
-    """One child process per cell on this machine, one cell at a time."""
-
-    def run_cells(self, cells, run_dir, timeout_s, on_start, on_done):
-        return runner.run_cells(cells, run_dir, timeout_s, on_start=on_start, on_done=on_done)
-
-    def describe(self) -> dict[str, Any]:
-        return {"name": "local"}
-
-    def close(self) -> None:
-        pass
 
 
 def start(exp: Experiment) -> Executor:

@@ -28,7 +28,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 from spotdiff.errors import UserError
 from spotdiff.executors import ray_task
 from spotdiff.experiment import Cell
-from spotdiff.runner import CellOutcome
+from spotdiff.executors.local import CellOutcome
 
 WAIT_S = 1.0  # how often the driver looks for finished cells and freed nodes
 CANCEL_GRACE_S = 15.0  # after Ctrl-C, how long cancelled cells get to kill their workers

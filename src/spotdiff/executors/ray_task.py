@@ -1,15 +1,14 @@
-"""What a Ray task does on its node: run one cell through `runner.run_cell`, send back its logs.
+"""What a Ray task does on its node: run one cell through the local executor, send back its logs.
 
-The cell still runs in its own child process (`python -m spotdiff.worker`) with the runner's
-timeout, crash capture and memory sampling; the Ray task is only the parent of that child on a
-node of the cluster. A child whose Ray worker was killed outlives it (it runs in its own session),
-so every task first reaps such orphans of the same run on its machine, before it starts its own.
+The cell still runs in its own child process (`python -m spotdiff.worker`, started and pinned by
+`spotdiff.children`) with the local executor's timeout, crash capture and memory sampling; the Ray
+task is only the parent of that child on a node of the cluster. A child whose Ray worker was killed
+outlives it (it runs in its own session), so every task first reaps such orphans of the same run on
+its machine, before it starts its own.
 """
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
 import tempfile
 from pathlib import Path
@@ -17,7 +16,8 @@ from typing import Any
 
 import psutil
 
-from spotdiff import runner
+from spotdiff import children
+from spotdiff.executors import local
 from spotdiff.experiment import Cell
 
 # Small files of a cell directory that travel back to the driver, whose run directory may be on
@@ -66,9 +66,7 @@ def reap_orphans(run_dir: str) -> list[int]:
             continue
         if _owned_by_a_task(process):
             continue
-        try:  # the runner starts each worker in its own session: take its whole group
-            os.killpg(process.info["pid"], signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
+        if not children.kill_group(process.info["pid"]):  # each worker leads its own session
             continue
         killed.append(process.info["pid"])
     return killed
@@ -87,15 +85,15 @@ def run_cell_on_node(cell_json: str, run_dir: str, timeout_s: float) -> dict[str
     """The body of one Ray task: {"outcome": CellOutcome, "files": {name: bytes}}.
 
     The outcome's environment gains `node`: the host that ran the cell and where its directory is
-    there. A Ctrl-C on the driver cancels the task with a KeyboardInterrupt here, and the runner
-    kills its child on the way out.
+    there. A Ctrl-C on the driver cancels the task with a KeyboardInterrupt here, and the local
+    executor kills its child on the way out.
     """
     import ray
 
     cell = Cell.model_validate_json(cell_json)
     reap_orphans(run_dir)
     cell_dir = node_cell_dir(run_dir, cell.id)
-    outcome = runner.run_cell(cell, cell_dir, timeout_s)
+    outcome = local.run_cell(cell, cell_dir, timeout_s)
     outcome.environment["node"] = {
         "hostname": socket.gethostname(),
         "node_id": ray.get_runtime_context().get_node_id(),

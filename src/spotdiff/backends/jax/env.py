@@ -1,11 +1,14 @@
 """JAX process settings: seed, device, float32 precision, device sync.
 
-XLA's CPU thread pool has no public size knob; the worker pins every framework's process to the
-same set of cores (CPU affinity) before import, which bounds JAX the same way.
+XLA's CPU client sizes its thread pool from the `NPROC` environment variable when it is set (else
+one thread per core the process may use). `spotdiff.children` sets NPROC to the thread count
+before JAX is imported, so the pool holds exactly T threads whatever the CPU affinity allows;
+there is no jax.config knob for it.
 """
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import jax
@@ -41,7 +44,7 @@ def configure(threads: int, seed: int, device: str) -> dict[str, Any]:
     return {
         "device": f"{_device.platform}:{_device.id}",
         "device_name": getattr(_device, "device_kind", "cpu"),
-        "intra_op_threads": threads,  # via CPU affinity; see module docstring
+        "intra_op_threads": int(os.environ.get("NPROC") or len(os.sched_getaffinity(0))),  # docstring
         "matmul_precision": "highest",
         "tf32": False,
         "x64": bool(jax.config.jax_enable_x64),

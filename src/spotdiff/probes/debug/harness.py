@@ -1,4 +1,4 @@
-"""Parent side of `spotdiff debug`: one child process per (framework, mode), as spotdiff.runner does.
+"""Parent side of `spotdiff debug`: one child process per (framework, mode), as every cell runs.
 
 The parent never imports a framework. A probe that crashes its child or runs past its timeout
 becomes a failed row with the reason; a fresh child then runs the probes still to do, so every
@@ -8,22 +8,18 @@ other row is kept.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import subprocess
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spotdiff import children
 from spotdiff import frameworks as fw
 from spotdiff.events import read_events
 from spotdiff.probes.debug import schema
 
 POLL_S = 0.1
-STDERR_TAIL_LINES = 20
 
 
 @dataclass
@@ -38,21 +34,6 @@ class Settings:
     probe_module: str | None = None  # instead of the framework's own probe module (same functions)
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    """Kill the child's whole process group (compile workers included) and reap it."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass
-    proc.wait()
-
-
-def _tail(path: Path) -> str:
-    if not path.exists():
-        return ""
-    return "\n".join(path.read_text(encoding="utf-8", errors="replace").splitlines()[-STDERR_TAIL_LINES:])
-
-
 def run_child(job: dict[str, Any], folder: Path, settings: Settings) -> tuple[list[dict], str | None, str]:
     """Run one child on `job`; (its events, why it failed or None, stderr tail)."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -61,38 +42,32 @@ def run_child(job: dict[str, Any], folder: Path, settings: Settings) -> tuple[li
     events_path.unlink(missing_ok=True)
     reason = None
     with open(folder / "stdout.log", "wb") as stdout, open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "spotdiff.probes.debug.worker", str(job_path), str(events_path)],
-            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True,
-        )
+        proc = children.start("spotdiff.probes.debug.worker", [job_path, events_path],
+                              pin=children.Pin.first(settings.threads), stdout=stdout, stderr=stderr)
         seen, phase_start = 0, time.perf_counter()
-        try:
-            while proc.poll() is None:
-                events = read_events(events_path)
-                if len(events) != seen:  # progress: the clock restarts for the next phase
-                    seen, phase_start = len(events), time.perf_counter()
-                probing = bool(events) and events[-1]["event"] == "start"
-                limit = settings.probe_timeout_s if probing else settings.start_timeout_s
-                if time.perf_counter() - phase_start > limit:
-                    _stop(proc)
-                    what = f"probe {events[-1]['probe']}" if probing else "child start"
-                    reason = f"{what} timed out after {limit:g} s" + (" (--timeout)" if probing else "")
-                    break
-                time.sleep(POLL_S)
-        except BaseException:  # Ctrl-C in the parent: take the child down with us
-            _stop(proc)
-            raise
-        _stop(proc)  # leftover grandchildren of a finished child
+
+        def phase_timed_out() -> bool:  # each phase (start, one probe) has its own clock
+            nonlocal seen, phase_start, reason
+            events = read_events(events_path)
+            if len(events) != seen:  # progress: the clock restarts for the next phase
+                seen, phase_start = len(events), time.perf_counter()
+            probing = bool(events) and events[-1]["event"] == "start"
+            limit = settings.probe_timeout_s if probing else settings.start_timeout_s
+            if time.perf_counter() - phase_start <= limit:
+                return False
+            what = f"probe {events[-1]['probe']}" if probing else "child start"
+            reason = f"{what} timed out after {limit:g} s" + (" (--timeout)" if probing else "")
+            return True
+
+        children.watch(proc, on_poll=phase_timed_out, poll_s=POLL_S)
     events = read_events(events_path)
     if reason is None and proc.returncode != 0:
         errors = [e for e in events if e["event"] == "error"]
         if errors:
             reason = f"{errors[-1]['type']}: {errors[-1]['message']}"
-        elif proc.returncode < 0:
-            reason = f"worker killed by {signal.Signals(-proc.returncode).name}"
         else:
-            reason = f"worker exited with code {proc.returncode}"
-    return events, reason, _tail(stderr_path)
+            reason = children.death_reason(proc.returncode, what="worker")
+    return events, reason, children.stderr_tail(stderr_path)
 
 
 def run_pair(framework: str, mode: str, probes: list[str], settings: Settings, out_dir: Path,

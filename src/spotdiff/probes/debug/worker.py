@@ -25,7 +25,6 @@ import numpy as np
 
 from spotdiff.events import EventWriter
 from spotdiff.probes.debug import common, schema, user_model
-from spotdiff.worker import THREAD_ENV_VARS
 
 PROBE_MODULES = {"torch": "torch_probes", "tensorflow": "tf_probes", "jax": "jax_probes"}
 
@@ -120,10 +119,12 @@ DRIVERS = {"print": probe_print, "error": probe_error, "postmortem": probe_postm
 
 
 def run_job(job: dict, out: EventWriter) -> None:
-    for name in THREAD_ENV_VARS:  # before the framework import, as in spotdiff.worker
-        os.environ[name] = str(job["threads"])
+    """Threads and cores were pinned by `spotdiff.children` before this module was imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     fw = importlib.import_module(job.get("probe_module") or f"spotdiff.probes.debug.{PROBE_MODULES[job['framework']]}")
+    if not job.get("probe_module"):  # the framework's own pools, sized as in every cell
+        backend = importlib.import_module(f"spotdiff.backends.{job['framework']}.env")
+        backend.configure(job["threads"], 0, "cpu")
     out.emit("environment", versions=fw.versions())
     for probe in job["probes"]:
         out.emit("start", probe=probe)

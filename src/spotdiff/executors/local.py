@@ -1,30 +1,26 @@
 """Local executor: one child process per cell, one at a time, so timed cells never share the CPU.
 
-The parent never imports a framework. It starts `python -m spotdiff.worker`, enforces the cell
+The parent never imports a framework. It starts `python -m spotdiff.worker` through
+`spotdiff.children` (pinned to the cell's threads before anything is imported), enforces the cell
 timeout, samples the child's memory, turns crashes and signals into failed cells, and rewrites
 results.json after every cell so an interrupted run keeps what it finished.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
-import signal
-import subprocess
-import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import psutil
 
+from spotdiff import children
 from spotdiff import frameworks as fw
 from spotdiff.events import read_events
 from spotdiff.experiment import Cell
-
-STDERR_TAIL_LINES = 20
-POLL_S = 0.05
 
 
 @dataclass
@@ -52,29 +48,6 @@ class CellOutcome:
         }
 
 
-def _tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
-    if not path.exists():
-        return ""
-    text = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    return "\n".join(text[-lines:])
-
-
-def _signal_name(returncode: int) -> str:
-    try:
-        return signal.Signals(-returncode).name
-    except ValueError:
-        return f"signal {-returncode}"
-
-
-def _kill_tree(proc: subprocess.Popen) -> None:
-    """Kill the child and anything it started (compile workers, ...)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    proc.wait()
-
-
 def _rss_mb(process: psutil.Process) -> float:
     try:
         total = process.memory_info().rss
@@ -100,6 +73,15 @@ def skip_reason(cell: Cell) -> str | None:
     return None
 
 
+def compile_cache_env(cell_dir: Path) -> dict[str, str]:
+    """Compile caches start empty in every cell (torch.compile keeps an on-disk cache between
+    runs; JAX's persistent cache is off by default), so first-step times are cold for everyone."""
+    return {
+        "TORCHINDUCTOR_CACHE_DIR": str(cell_dir / "compile-cache"),
+        "TRITON_CACHE_DIR": str(cell_dir / "compile-cache" / "triton"),
+    }
+
+
 def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
     """Run one cell in a child process and collect its outcome; never raises for child failures."""
     reason = skip_reason(cell)
@@ -111,29 +93,20 @@ def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
     cell_json.write_text(cell.model_dump_json(indent=1), encoding="utf-8")
     events_path.unlink(missing_ok=True)
     start = time.perf_counter()
+    sampled_peak_mb = 0.0
     with open(cell_dir / "stdout.log", "wb") as stdout, open(stderr_path, "wb") as stderr:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "spotdiff.worker", str(cell_json), str(events_path)],
-            stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL, start_new_session=True,
+        proc = children.start(
+            "spotdiff.worker", [cell_json, events_path], pin=children.Pin.first(cell.threads),
+            env=compile_cache_env(cell_dir), stdout=stdout, stderr=stderr,
         )
-        sampled_peak_mb, timed_out = 0.0, False
-        try:
-            process = psutil.Process(proc.pid)
-            while proc.poll() is None:
-                sampled_peak_mb = max(sampled_peak_mb, _rss_mb(process))
-                if time.perf_counter() - start > timeout_s:
-                    timed_out = True
-                    _kill_tree(proc)
-                    break
-                time.sleep(POLL_S)
-        except BaseException:  # Ctrl-C in the parent: take the child down with us
-            _kill_tree(proc)
-            raise
-        finally:
-            try:  # leftover grandchildren (compile workers) of a finished child
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
+        process = psutil.Process(proc.pid)
+
+        def sample_memory() -> bool:
+            nonlocal sampled_peak_mb
+            sampled_peak_mb = max(sampled_peak_mb, _rss_mb(process))
+            return False
+
+        timed_out = children.watch(proc, timeout_s, on_poll=sample_memory)
     shutil.rmtree(cell_dir / "compile-cache", ignore_errors=True)  # cold caches are not kept
     outcome = CellOutcome(cell, "failed", wall_s=time.perf_counter() - start)
     for event in read_events(events_path):
@@ -153,13 +126,11 @@ def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
     if outcome.status != "ok":
         if timed_out:
             outcome.error = f"timed out after {timeout_s:g} s (--cell-timeout)"
-        elif proc.returncode is not None and proc.returncode < 0:
-            name = _signal_name(proc.returncode)
-            hint = " (out of memory?)" if name == "SIGKILL" else ""
-            outcome.error = f"worker killed by {name}{hint}"
+        elif children.signal_name(proc.returncode):
+            outcome.error = children.death_reason(proc.returncode, what="worker")
         elif outcome.error is None:
             outcome.error = f"worker exited with code {proc.returncode} without a result"
-        outcome.stderr_tail = _tail(stderr_path)
+        outcome.stderr_tail = children.stderr_tail(stderr_path)
         outcome.metrics.setdefault("peak_rss_mb", sampled_peak_mb or None)
     return outcome
 
@@ -179,3 +150,16 @@ def run_cells(
         outcomes.append(outcome)
         on_done(outcome)
     return outcomes
+
+
+class LocalExecutor:
+    """One child process per cell on this machine, one cell at a time."""
+
+    def run_cells(self, cells, run_dir, timeout_s, on_start, on_done):
+        return run_cells(cells, run_dir, timeout_s, on_start=on_start, on_done=on_done)
+
+    def describe(self) -> dict[str, Any]:
+        return {"name": "local"}
+
+    def close(self) -> None:
+        pass
