@@ -23,7 +23,8 @@ import pytest
 from conftest import run_cli
 
 from spotdiff.distributed import sharding
-from spotdiff.distributed.launch import free_ports, run_group, split_cores
+from spotdiff.children import free_ports
+from spotdiff.distributed.launch import run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
 from spotdiff.frameworks import installed_version
 from spotdiff.tasks.digits.models import shared_weights

@@ -15,7 +15,8 @@ from typing import Any
 import numpy as np
 
 from spotdiff.distributed import sharding
-from spotdiff.distributed.launch import GroupResult, free_ports, run_group, split_cores
+from spotdiff.children import free_ports
+from spotdiff.distributed.launch import GroupResult, run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
 
 

@@ -1,7 +1,8 @@
 """Start a data-parallel process group on this machine, wait for it, reap it, collect its results.
 
-The ranks are children of the cell's worker and stay in its session, so the runner's `killpg`
-reaches them whatever happens (timeout, crash, Ctrl-C). Here, the first rank to fail takes the
+The ranks are started by `spotdiff.children` (each pinned to its share of cores before anything is
+imported) as children of the cell's worker, in its session, so the local executor's kill of that
+session reaches them whatever happens (timeout, crash, Ctrl-C). Here, the first rank to fail takes the
 others down at once: a peer left waiting in an all-reduce would otherwise hang until the cell
 timeout.
 """
@@ -10,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -19,13 +19,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import psutil
-
+from spotdiff import children
 from spotdiff.distributed.plan import GroupPlan
 
 POLL_S = 0.05
 STDERR_TAIL_LINES = 12
-THREAD_ENV_VARS = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS")
 
 
 class GroupFailed(RuntimeError):
@@ -39,15 +37,6 @@ class GroupResult:
     wall_s: float
 
 
-def free_ports(count: int) -> list[int]:
-    """Ports free on 127.0.0.1 right now (the OS picks them; held together so they differ)."""
-    with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
-        for sock in sockets:
-            sock.bind(("127.0.0.1", 0))
-        return [sock.getsockname()[1] for sock in sockets]
-
-
 def split_cores(cores: list[int], workers: int) -> list[list[int]]:
     """An equal share of `cores` per worker (the remainder stays unused, so shares are equal)."""
     share = len(cores) // workers
@@ -59,35 +48,14 @@ def split_cores(cores: list[int], workers: int) -> list[list[int]]:
 def reap(processes: list[subprocess.Popen]) -> None:
     """SIGKILL every rank still alive and anything it started, then wait for them."""
     for proc in processes:
-        if proc.poll() is None:
-            try:
-                victims = psutil.Process(proc.pid).children(recursive=True)
-            except psutil.Error:
-                victims = []
-            for victim in [*victims]:
-                try:
-                    victim.kill()
-                except psutil.Error:
-                    pass
-            proc.kill()
-    for proc in processes:
-        proc.wait()
+        children.kill(proc)
 
 
-def _tail(path: Path) -> str:
-    lines = path.read_text(encoding="utf-8", errors="replace").splitlines() if path.exists() else []
-    return "\n".join(lines[-STDERR_TAIL_LINES:])
-
-
-def _rank_env(threads: int, device: str) -> dict[str, str]:
-    env = dict(os.environ)
-    for name in THREAD_ENV_VARS:
-        env[name] = str(threads)
+def _rank_env(device: str) -> dict[str, str]:
+    env = {"GLOO_SOCKET_IFNAME": "lo"}  # PyTorch's gloo: loopback only
     if device == "cpu":
-        env["CUDA_VISIBLE_DEVICES"] = ""
-        env["JAX_PLATFORMS"] = "cpu"
-    env["GLOO_SOCKET_IFNAME"] = "lo"  # PyTorch's gloo: loopback only
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+        env.update({"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu"})
+    env["TF_CPP_MIN_LOG_LEVEL"] = os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")
     return env
 
 
@@ -96,8 +64,8 @@ def _failure(rank: int, proc: subprocess.Popen, rank_dir: Path) -> str:
     if error_path.exists():
         error = json.loads(error_path.read_text(encoding="utf-8"))
         return f"rank {rank} failed: {error['type']}: {error['message']}"
-    if proc.returncode is not None and proc.returncode < 0:
-        return f"rank {rank} was killed by signal {-proc.returncode}"
+    if children.signal_name(proc.returncode):
+        return children.death_reason(proc.returncode, what=f"rank {rank} was")
     return f"rank {rank} exited with code {proc.returncode} without a result"
 
 
@@ -117,17 +85,16 @@ def run_group(plan: GroupPlan) -> GroupResult:
                 rank_dir.mkdir(exist_ok=True)
                 stderr = files.enter_context(open(rank_dir / "stderr.log", "wb"))
                 stdout = files.enter_context(open(rank_dir / "stdout.log", "wb"))
-                processes.append(subprocess.Popen(
-                    [sys.executable, "-m", "spotdiff.distributed.rank", str(plan_path), str(rank)],
-                    stdout=stdout, stderr=stderr, stdin=subprocess.DEVNULL,
-                    env=_rank_env(len(plan.cores[rank]), plan.device),
+                processes.append(children.start(
+                    "spotdiff.distributed.rank", [plan_path, rank], pin=children.Pin.on(plan.cores[rank]),
+                    env=_rank_env(plan.device), own_session=False, stdout=stdout, stderr=stderr,
                 ))
             failure = None
             while failure is None and any(p.poll() is None for p in processes):
                 for rank, proc in enumerate(processes):
                     if proc.poll() not in (None, 0):
                         failure = _failure(rank, proc, out_dir / f"rank{rank}")
-                        tail = _tail(out_dir / f"rank{rank}" / "stderr.log")
+                        tail = children.stderr_tail(out_dir / f"rank{rank}" / "stderr.log", STDERR_TAIL_LINES)
                         print(f"--- {failure}; its stderr ends:\n{tail}", file=sys.stderr, flush=True)
                         break
                 time.sleep(POLL_S)

@@ -1,7 +1,7 @@
 """One rank of a data-parallel group:  python -m spotdiff.distributed.rank PLAN_JSON RANK
 
-Pins this process to its share of cores before any framework is imported, builds the task's data
-(numpy), runs the framework's engine (`tasks/<task>/<prefix>_dp_impl.py`), and writes
+Started by `spotdiff.children`, pinned to its share of cores before anything was imported; builds
+the task's data (numpy), runs the framework's engine (`tasks/<task>/<prefix>_dp_impl.py`), and writes
 `rank<R>/result.json` (and the final weights on rank 0), or `rank<R>/error.json`.
 """
 
@@ -23,7 +23,6 @@ def run_rank(plan: GroupPlan, rank: int) -> dict:
     from spotdiff import frameworks
     from spotdiff.tasks import get_spec, impl_module, restore_task_source
 
-    os.sched_setaffinity(0, plan.cores[rank])
     if plan.task_source:
         restore_task_source(plan.task, plan.task_source)
     spec = get_spec(plan.task)
