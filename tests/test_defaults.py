@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ast
 import json
-import sys
+import os
 from pathlib import Path
 
 import pytest
@@ -143,15 +143,17 @@ def test_unknown_component_is_one_line_exit_2():
     ("import sys; print('boom', file=sys.stderr); sys.exit(3)", "child exited with code 3: boom"),
     ("import time; time.sleep(60)", "child timed out after 1 s"),
 ])
-def test_broken_child_gives_failed_rows(tmp_path, script, expected):
-    results, _ = run_audit(["sgd", "dense"], ["torch", "jax"], out_dir=tmp_path, timeout_s=1 if "sleep" in script else 60,
-                           command=(sys.executable, "-c", script))
+def test_broken_child_gives_failed_rows(tmp_path, monkeypatch, script, expected):
+    (tmp_path / "broken_defaults_child.py").write_text(script + "\n")
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
+    results, _ = run_audit(["sgd", "dense"], ["torch", "jax"], out_dir=tmp_path / "out",
+                           timeout_s=1 if "sleep" in script else 60, child_module="broken_defaults_child")
     assert results["frameworks"]["torch"]["status"] == "failed"
     assert results["frameworks"]["torch"]["error"] == expected
     for r in results["components"]:
         assert r["frameworks"]["torch"] == {"status": "failed", "error": expected, "notes": []}
         assert r["verdict"] == "too few frameworks ran"
-    assert (tmp_path / "defaults.json").exists() and (tmp_path / "defaults.html").exists()
+    assert (tmp_path / "out" / "defaults.json").exists() and (tmp_path / "out" / "defaults.html").exists()
 
 
 def test_probe_files_have_the_same_functions_in_the_same_order():

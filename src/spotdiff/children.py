@@ -53,9 +53,12 @@ class Pin:
     threads: int
 
     @classmethod
-    def first(cls, threads: int) -> Pin:
-        """The first `threads` cores this process may use (fewer if it has fewer), `threads` threads."""
-        return cls(tuple(sorted(os.sched_getaffinity(0))[:threads]), threads)
+    def first(cls, threads: int, offset: int = 0) -> Pin:
+        """`threads` threads on the first `threads` cores this process may use (fewer if it has
+        fewer), counted from its `offset`-th core round the ring (children side by side)."""
+        usable = sorted(os.sched_getaffinity(0))
+        start = (offset * threads) % len(usable)
+        return cls(tuple(sorted((usable[start:] + usable[:start])[:threads])), threads)
 
     @classmethod
     def on(cls, cores: Sequence[int]) -> Pin:

@@ -9,21 +9,20 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import os
 import platform
-import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+from spotdiff import children
 from spotdiff import frameworks as fw
 from spotdiff.errors import UserError
 from spotdiff.probes.defaults import compare
 from spotdiff.probes.defaults.components import OPTIMIZER_STEPS, select
 
-CHILD_COMMAND = (sys.executable, "-m", "spotdiff.probes.defaults.child")
+CHILD_MODULE = "spotdiff.probes.defaults.child"
 DEFAULT_TIMEOUT_S = 600.0
 SCHEMA_VERSION = 1
 
@@ -34,37 +33,31 @@ def _stderr_line(path: Path) -> str:
 
 
 def _failure(proc: subprocess.Popen, timed_out: bool, timeout_s: float, stderr: Path) -> str | None:
-    if timed_out:
-        return f"child timed out after {timeout_s:g} s"
-    if proc.returncode is not None and proc.returncode < 0:
-        try:
-            name = signal.Signals(-proc.returncode).name
-        except ValueError:
-            name = f"signal {-proc.returncode}"
-        return f"child killed by {name}"
-    if proc.returncode:
-        return f"child exited with code {proc.returncode}: {_stderr_line(stderr)}"
-    return None
+    reason = children.death_reason(proc.returncode, timed_out, timeout_s)
+    if reason and not timed_out and not children.signal_name(proc.returncode):
+        reason += f": {_stderr_line(stderr)}"
+    return reason
 
 
 def run_children(
     frameworks: list[str], components: list[str], seed: int, steps: int, work_dir: Path,
-    timeout_s: float = DEFAULT_TIMEOUT_S, threads: int = 1, command: tuple[str, ...] = CHILD_COMMAND,
+    timeout_s: float = DEFAULT_TIMEOUT_S, threads: int = 1, child_module: str = CHILD_MODULE,
 ) -> dict[str, dict[str, Any]]:
     """Run one child per framework; framework -> {status, error, versions, components}.
 
-    `command` is the child's command line before its three arguments (tests swap in a crashing one).
+    Each child is pinned to its own `threads` cores where there are enough (they run side by side).
+    `child_module` is the child's module (tests swap in a crashing one).
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     request = work_dir / "request.json"
     request.write_text(json.dumps({"components": components, "seed": seed, "steps": steps, "threads": threads}))
     started = {}
-    for name in frameworks:
+    for index, name in enumerate(frameworks):
         out, stderr = work_dir / f"{name}.json", work_dir / f"{name}.stderr.log"
         out.unlink(missing_ok=True)
         with open(stderr, "wb") as err:
-            proc = subprocess.Popen([*command, name, str(request), str(out)], stdin=subprocess.DEVNULL,
-                                    stdout=subprocess.DEVNULL, stderr=err, start_new_session=True)
+            proc = children.start(child_module, [name, request, out], pin=children.Pin.first(threads, index),
+                                  stdout=subprocess.DEVNULL, stderr=err)
         started[name] = (proc, out, stderr)
     deadline, answers = time.monotonic() + timeout_s, {}
     for name, (proc, out, stderr) in started.items():
@@ -74,11 +67,7 @@ def run_children(
         except subprocess.TimeoutExpired:
             timed_out = True
         finally:
-            try:  # the child's own process group: it and anything it started
-                os.killpg(proc.pid, signal.SIGKILL)
-            except (ProcessLookupError, PermissionError):
-                pass
-            proc.wait()
+            children.kill(proc)  # it and anything it started
         try:
             answer = json.loads(out.read_text())
         except (OSError, ValueError):
@@ -104,7 +93,7 @@ def audited_frameworks() -> list[str]:
 def run_audit(
     components: list[str] | None = None, frameworks: list[str] | None = None, seed: int = 0,
     steps: int = OPTIMIZER_STEPS, out_dir: Path | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
-    command: tuple[str, ...] = CHILD_COMMAND,
+    child_module: str = CHILD_MODULE,
 ) -> tuple[dict[str, Any], Path]:
     """Audit `components` (names or groups; default all) across `frameworks` (default: installed).
 
@@ -125,7 +114,7 @@ def run_audit(
         raise UserError(f"--steps must be at least 1, got {steps}")
     out_dir = Path(out_dir or Path("runs") / time.strftime("defaults-%Y%m%d-%H%M%S"))
     installed = [f for f in chosen if fw.installed_version(f) is not None]
-    answers = run_children(installed, names, seed, steps, out_dir / "children", timeout_s, command=command)
+    answers = run_children(installed, names, seed, steps, out_dir / "children", timeout_s, child_module=child_module)
     framework_status = {f: {"status": "skipped", "error": f"{fw.FRAMEWORKS[f].label} is not installed"}
                         for f in chosen if f not in installed}
     framework_status.update({f: {k: a[k] for k in ("status", "error", "versions")} for f, a in answers.items()})

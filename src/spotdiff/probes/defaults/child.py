@@ -97,8 +97,7 @@ def write(path: Path, result: dict[str, Any]) -> None:
 def main(argv: list[str]) -> int:
     framework, request_path, out_path = argv[0], Path(argv[1]), Path(argv[2])
     request = json.loads(request_path.read_text())
-    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "TF_NUM_INTRAOP_THREADS"):
-        os.environ[var] = str(request["threads"])
+    # Cores and thread variables were pinned by spotdiff.children before anything was imported.
     os.environ.update({"CUDA_VISIBLE_DEVICES": "", "JAX_PLATFORMS": "cpu", "TF_CPP_MIN_LOG_LEVEL": "3"})
     result: dict[str, Any] = {"framework": framework, "status": "running", "components": {}}
     write(out_path, result)
