@@ -55,3 +55,14 @@ def test_every_task_has_every_framework_impl_with_the_same_functions(task):
 def test_no_module_shadows_a_framework():
     for path in SRC.rglob("*.py"):
         assert path.stem not in ("torch", "tensorflow", "jax"), path
+
+
+def test_one_process_boundary_pins_and_finds_ports():
+    """CPU pinning and free-port helpers live in spotdiff/children.py only (issue 15)."""
+    import re
+
+    pattern = re.compile(r"sched_setaffinity|def \w*free_port|preexec_fn|start_new_session")
+    found = [f"{path.relative_to(SRC)}:{number}: {line.strip()}"
+             for path in SRC.rglob("*.py") if path.name != "children.py"
+             for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
+    assert not found, "\n".join(found)

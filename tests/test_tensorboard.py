@@ -21,6 +21,7 @@ from tensorboard.backend.event_processing.event_accumulator import EventAccumula
 from conftest import run_cli
 from spotdiff.experiment import build_experiment
 from spotdiff.orchestrate import run_experiment
+from spotdiff.record import board as board_launcher
 from spotdiff.record import tensorboard
 from spotdiff.tasks.exponent.spec import DEFAULT_LR, ExponentParams, build_data
 
@@ -197,9 +198,9 @@ def test_latest_run_comes_from_history_then_from_runs_folder(tb_run, tmp_path, m
     for name in ("20200101-000000", "20200102-000000"):
         (tmp_path / "runs" / name).mkdir(parents=True)
     os.utime(tmp_path / "runs" / "20200101-000000", (1e9, 1e9))
-    assert tensorboard.latest_run_dir() == (tmp_path / "runs" / "20200102-000000").resolve()
+    assert board_launcher.latest_run_dir() == (tmp_path / "runs" / "20200102-000000").resolve()
     store.index_run(results, run_dir)
-    assert tensorboard.latest_run_dir() == run_dir.resolve()
+    assert board_launcher.latest_run_dir() == run_dir.resolve()
 
 
 # the real server

@@ -61,6 +61,11 @@ class Pin:
         return cls(tuple(sorted((usable[start:] + usable[:start])[:threads])), threads)
 
     @classmethod
+    def usable(cls) -> Pin:
+        """Every core this process may use, one thread per core (untimed children: export, ...)."""
+        return cls.on(sorted(os.sched_getaffinity(0)))
+
+    @classmethod
     def on(cls, cores: Sequence[int]) -> Pin:
         """Exactly `cores`, one thread per core."""
         return cls(tuple(sorted(cores)), len(cores))

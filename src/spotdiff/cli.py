@@ -200,14 +200,14 @@ def board(
 ) -> None:
     """Start TensorBoard on 127.0.0.1 for RUN_DIR/tensorboard, print its URL, serve until Ctrl-C."""
     import signal
-    import subprocess
     import tempfile
 
-    from spotdiff.record import tensorboard
+    from spotdiff import children
+    from spotdiff.record import board as tensorboard_board
 
-    tensorboard.require_tensorboard()
-    log_dir = tensorboard.board_log_dir(run_dir)
-    port = tensorboard.check_port(port) if port is not None else tensorboard.free_port()
+    tensorboard_board.require_tensorboard()
+    log_dir = tensorboard_board.board_log_dir(run_dir)
+    port = tensorboard_board.check_port(port) if port is not None else children.free_ports(1)[0]
     url = f"http://127.0.0.1:{port}/"
 
     def stop(signum: int, frame: Any) -> None:  # `kill` stops the server too, as Ctrl-C does
@@ -215,26 +215,21 @@ def board(
 
     err_console.print(f"starting TensorBoard for {log_dir} …", highlight=False)
     with tempfile.TemporaryFile() as server_log:
-        server = tensorboard.start_tensorboard(log_dir, port, stdout=server_log, stderr=server_log)
+        server = tensorboard_board.start_tensorboard(log_dir, port, stdout=server_log, stderr=server_log)
         signal.signal(signal.SIGTERM, stop)
         try:
-            if not tensorboard.wait_until_serving(url, server):
-                server.kill()
-                server.wait()
+            not_ready = tensorboard_board.wait_until_serving(url, server)
+            if not_ready:
+                children.kill(server)
                 server_log.seek(0)
                 lines = server_log.read().decode(errors="replace").strip().splitlines()
-                raise UserError(f"TensorBoard did not start: {lines[-1] if lines else f'exit code {server.returncode}'}")
+                raise UserError(f"TensorBoard did not start: {lines[-1] if lines else not_ready}")
             console.print(f"TensorBoard: {url}  (Ctrl-C to stop)", highlight=False, soft_wrap=True)
             server.wait()
         except KeyboardInterrupt:
             pass
         finally:
-            if server.poll() is None:
-                server.terminate()
-                try:
-                    server.wait(timeout=10)
-                except subprocess.TimeoutExpired:
-                    server.kill()
+            children.stop(server)
 
 
 from spotdiff.serve.cli import register as _register_serve

@@ -1,4 +1,4 @@
-"""TensorBoard event files, one run directory per cell, and `spotdiff board` to look at them.
+"""TensorBoard event files, one run directory per cell (`spotdiff board` is in record/board.py).
 
 Layout: `<run_dir>/tensorboard/<task>/<framework>-<mode>[-<variant>]`, so
 `tensorboard --logdir <run_dir>/tensorboard` shows every framework side by side. The variant is
@@ -11,25 +11,19 @@ stopped: nothing in this module ever runs inside a timed region. See docs/tensor
 
 from __future__ import annotations
 
-import importlib.util
 import itertools
 import json
 import math
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from spotdiff.errors import UserError
 
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
 HISTOGRAMS_PER_RUN = 20  # parameter and gradient histograms every K = ceil(steps / 20) steps
@@ -343,75 +337,3 @@ def write_series(board: Board, series: Mapping[str, Sequence[float]]) -> None:
         values = np.asarray(values)
         if values.size and np.issubdtype(values.dtype, np.number):
             board.step_scalars({f"series/{name}": values})
-
-
-# `spotdiff board`: find a run, start TensorBoard on loopback, wait until it answers.
-
-def latest_run_dir() -> Path:
-    """The newest run in the history store whose directory still exists, else the newest runs/*."""
-    from spotdiff.record import store
-
-    for run in store.list_runs(limit=50):
-        if Path(run["path"]).is_dir():
-            return Path(run["path"])
-    local = [p.resolve() for p in Path("runs").glob("*") if p.is_dir()]
-    if local:
-        return max(local, key=lambda p: (p / "results.json").stat().st_mtime if (p / "results.json").exists() else p.stat().st_mtime)
-    raise UserError("no run found: pass a run directory (spotdiff board RUN_DIR) or make one with `spotdiff run`")
-
-
-def board_log_dir(run_dir: Path | None) -> Path:
-    """The tensorboard/ folder of `run_dir` (default: the latest run), checked; UserError if absent."""
-    run_dir = Path(run_dir) if run_dir is not None else latest_run_dir()
-    if not run_dir.is_dir():
-        raise UserError(f"no such run directory: {run_dir}")
-    log_dir = run_dir / TENSORBOARD_DIR
-    if not log_dir.is_dir() or not any(log_dir.rglob("events.out.tfevents.*")):
-        raise UserError(f"no TensorBoard event files in {run_dir} (expected {log_dir}/); runs made by spotdiff write them")
-    return log_dir
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        sock.bind((host, 0))
-        return sock.getsockname()[1]
-
-
-def check_port(port: int, host: str = "127.0.0.1") -> int:
-    with socket.socket() as sock:
-        try:
-            sock.bind((host, port))
-        except OSError:
-            raise UserError(f"port {port} on {host} is in use; pick another with --port, or leave it out for a free one") from None
-    return port
-
-
-def require_tensorboard() -> None:
-    if importlib.util.find_spec("tensorboard") is None:
-        raise UserError("TensorBoard is not installed: pip install tensorboard")
-
-
-def start_tensorboard(log_dir: Path, port: int, host: str = "127.0.0.1", **popen: Any) -> subprocess.Popen:
-    """TensorBoard's own program in a child process (it may import TensorFlow; the parent never does)."""
-    require_tensorboard()
-    command = [
-        sys.executable, "-m", "tensorboard.main", "--logdir", str(log_dir), "--host", host,
-        "--port", str(port), "--samples_per_plugin", f"scalars={SCALAR_SAMPLES}",
-    ]
-    return subprocess.Popen(command, stdin=subprocess.DEVNULL, **popen)
-
-
-def wait_until_serving(url: str, process: subprocess.Popen, timeout_s: float = 120.0) -> bool:
-    """Poll `url` until TensorBoard answers; False if the process exits or the time runs out."""
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            return False
-        try:
-            with urllib.request.urlopen(url + "data/environment", timeout=2) as response:
-                if response.status == 200:
-                    return True
-        except (urllib.error.URLError, OSError):
-            pass
-        time.sleep(0.25)
-    return False

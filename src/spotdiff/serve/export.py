@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
+from spotdiff import children
 from spotdiff.errors import UserError
 
 FORMATS = {
@@ -61,29 +60,19 @@ def run_export(
                 {"cell_dir": str(cell_dir), "out": str(out.resolve()), "version": version, "formats": wanted},
                 handle,
             )
-        env = {
-            **os.environ,
-            "TF_CPP_MIN_LOG_LEVEL": "2",
-            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
-        }
+        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
         try:
-            proc = subprocess.run(
-                [sys.executable, "-m", "spotdiff.serve.export_child", handle.name],
-                check=False,
-                capture_output=True,
-                text=True,
-                timeout=timeout_s,
-                env=env,
-            )
-        except subprocess.TimeoutExpired:
-            failures.append({"framework": cell["framework"], "error": f"timed out after {timeout_s:.0f} s"})
-            continue
+            proc = children.run("spotdiff.serve.export_child", [handle.name], timeout_s=timeout_s,
+                                pin=children.Pin.usable(), env=env)
         finally:
             os.unlink(handle.name)
+        if proc.timed_out:
+            failures.append({"framework": cell["framework"], "error": f"timed out after {timeout_s:.0f} s"})
+            continue
         rows = [json.loads(line[len(MARK) :]) for line in proc.stdout.splitlines() if line.startswith(MARK)]
         artefacts += rows
         if proc.returncode != 0:
-            tail = proc.stderr.strip().splitlines()[-1:] or [f"exit code {proc.returncode}"]
+            tail = proc.stderr.strip().splitlines()[-1:] or [proc.reason or f"exit code {proc.returncode}"]
             failures.append(
                 {"framework": cell["framework"], "error": tail[0], "stderr_tail": proc.stderr[-3000:]}
             )

@@ -13,17 +13,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
-import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from contextlib import contextmanager
 from importlib import metadata
 from pathlib import Path
 
+from spotdiff import children as boundary
 from spotdiff.errors import UserError
 from spotdiff.serve.loadgen import PROTOCOLS
 from spotdiff.serve.models import LOADERS, NAME_RE
@@ -74,12 +72,6 @@ def servable(root: Path) -> dict[str, dict]:
     return found
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _cpu_halves() -> tuple[set[int] | None, set[int] | None]:
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2:
@@ -89,42 +81,24 @@ def _cpu_halves() -> tuple[set[int] | None, set[int] | None]:
 
 
 class Children:
-    """Child processes in their own sessions, all killed (whole process group) on close."""
+    """The load test's children (started by `spotdiff.children`, pinned to `cpus`), all stopped
+    with their process groups on close."""
 
     def __init__(self) -> None:
         self.procs: list[subprocess.Popen] = []
 
     def start(self, args: list[str], cpus: set[int] | None, **kwargs) -> subprocess.Popen:
-        env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}
-        pin = (lambda: os.sched_setaffinity(0, cpus)) if cpus else None
-        proc = subprocess.Popen(
-            [sys.executable, "-m", *args],
-            env=env,
-            start_new_session=True,
-            preexec_fn=pin,  # noqa: PLW1509 - no threads here
-            stdin=subprocess.DEVNULL,
-            text=True,
-            **kwargs,
+        """`python -m args[0] args[1:]`."""
+        proc = boundary.start(
+            args[0], args[1:], pin=boundary.Pin.on(sorted(cpus)) if cpus else None,
+            env={"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": ""}, text=True, **kwargs,
         )
         self.procs.append(proc)
         return proc
 
     def close(self) -> None:
         for proc in self.procs:
-            if proc.poll() is None:
-                try:
-                    os.killpg(proc.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                try:
-                    os.killpg(proc.pid, signal.SIGKILL)
-                except ProcessLookupError:
-                    pass
-                proc.wait()
+            boundary.stop(proc)
 
 
 @contextmanager
@@ -142,17 +116,10 @@ def _sigterm_interrupts():
 
 
 def _wait_ready(proc: subprocess.Popen, url: str, what: str, log: Path) -> None:
-    deadline = time.monotonic() + SERVER_START_S
-    while True:
-        try:
-            with urllib.request.urlopen(url, timeout=1):
-                return
-        except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                tail = log.read_text(errors="replace").strip().splitlines()[-1:] if log.exists() else []
-                reason = tail[0] if tail else f"exit code {proc.poll()}"
-                raise UserError(f"{what} did not start: {reason}") from None
-            time.sleep(0.2)
+    not_ready = boundary.wait_until_ready(proc, SERVER_START_S, url=url)
+    if not_ready:
+        tail = boundary.stderr_tail(log, 1)
+        raise UserError(f"{what} did not start: {tail or not_ready}")
 
 
 def _marked(text: str, mark: str) -> list[dict]:
@@ -165,7 +132,7 @@ def _run_child(children: Children, args: list[str], cpus, timeout_s: float, log:
         try:
             out, _ = proc.communicate(timeout=timeout_s)
         except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+            boundary.kill(proc)
             out, _ = proc.communicate()
         return out or ""
 
@@ -291,7 +258,7 @@ def _version(package: str) -> str | None:
 
 
 def _measure(children, root, names, protocols, serving, server_cpus, client_cpus, out, budget_s, repeats):
-    rest_port, grpc_port, flask_port = _free_port(), _free_port(), _free_port()
+    rest_port, grpc_port, flask_port = boundary.free_ports(3)
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
     if not any(p.startswith("grpc") for p in protocols):
