@@ -11,8 +11,10 @@ import threading
 import time
 
 import psutil
+import pytest
 
 from spotdiff import frameworks
+from spotdiff.errors import UserError
 from spotdiff.experiment import build_experiment, expand
 from spotdiff.orchestrate import run_experiment
 from spotdiff.executors.local import run_cell
@@ -138,4 +140,7 @@ def test_a_task_error_names_its_type_once(tmp_path):
     cell = cell.model_copy(update={"params": {**cell.params, "steps": "many"}})  # fails in the child
     outcome = run_cell(cell, tmp_path / "cell", timeout_s=120)
     assert outcome.status == "failed"
-    assert outcome.error.startswith("ValidationError: ") and "ValidationError: ValidationError" not in outcome.error
+    with pytest.raises(UserError) as in_the_parent:  # the same override, validated before any child
+        _small(overrides={**SMALL, "steps": "many"})
+    assert outcome.error == f"UserError: {in_the_parent.value}"  # one function, one line, everywhere
+    assert outcome.error.startswith("UserError: bad --set value for task exponent: steps: ")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from spotdiff import frameworks as fw
 from spotdiff.distributed import data_parallel_modes
 from spotdiff.errors import UserError
+from spotdiff.overrides import one_line, task_params
 from spotdiff.tasks import get_spec, register_task_file, task_names, task_source
 
 DEVICES = ("auto", "cpu", "gpu")
@@ -58,25 +59,6 @@ class Cell(BaseModel):
     # This cell's TensorBoard run directory; None: the worker derives it from the run directory
     # (see spotdiff.record.tensorboard.cell_log_dir) and fills it in before the task runs.
     tensorboard_dir: str | None = None
-
-
-def _one_line(error: ValidationError) -> str:
-    parts = []
-    for item in error.errors():
-        where = ".".join(str(p) for p in item["loc"]) or "value"
-        parts.append(f"{where}: {item['msg']}")
-    return "; ".join(parts)
-
-
-def task_params(task: str, overrides: dict[str, Any]) -> BaseModel:
-    """The task's params model with the overrides that apply to it, validated."""
-    spec = get_spec(task)
-    fields = spec.params.model_fields
-    applicable = {k: v for k, v in overrides.items() if k in fields}
-    try:
-        return spec.params(**applicable)
-    except ValidationError as error:
-        raise UserError(f"bad --set value for task {task}: {_one_line(error)}") from None
 
 
 def validate(exp: Experiment) -> Experiment:
@@ -188,5 +170,5 @@ def build_experiment(config: dict[str, Any]) -> Experiment:
     try:
         exp = Experiment(**config)
     except ValidationError as error:
-        raise UserError(f"bad experiment setting: {_one_line(error)}") from None
+        raise UserError(f"bad experiment setting: {one_line(error)}") from None
     return validate(exp)

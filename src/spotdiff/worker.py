@@ -20,6 +20,7 @@ from pathlib import Path
 from spotdiff import children
 from spotdiff.events import EventWriter
 from spotdiff.experiment import Cell
+from spotdiff.overrides import params_for
 from spotdiff.record import tensorboard
 
 def pin_process(cell: Cell) -> dict:
@@ -66,7 +67,7 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
         log_dir = tensorboard.cell_log_dir(cell, cell_dir, spec.variants)
         cell = cell.model_copy(update={"tensorboard_dir": str(log_dir)})
     tensorboard.fresh_log_dir(Path(cell.tensorboard_dir))
-    params = spec.params(**cell.params)
+    params = params_for(spec, cell.params)
     data = spec.build_data(params, cell.seed)
     impl = importlib.import_module(impl_module(cell.task, framework.impl_prefix))
     artifacts: dict[str, str] = {}

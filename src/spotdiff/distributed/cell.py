@@ -18,6 +18,7 @@ from spotdiff.distributed import sharding
 from spotdiff.children import free_ports
 from spotdiff.distributed.launch import GroupResult, run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
+from spotdiff.overrides import params_for
 
 
 def group_plan(cell, cell_dir: Path, workers: int, cores: list[list[int]], name: str, dropout: bool = True) -> GroupPlan:
@@ -95,7 +96,7 @@ def run_cell(cell, out, cell_dir: Path, cores: list[int]) -> None:
     from spotdiff.tasks import get_spec
 
     spec = get_spec(cell.task)
-    params = spec.params(**cell.params)
+    params = params_for(spec, cell.params)
     sharding.check_divisible(params.batch_size, cell.workers)
     shares = split_cores(cores, cell.workers)
     # The N-worker group first: a failing group fails the cell before the reference is spent.

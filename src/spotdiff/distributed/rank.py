@@ -17,6 +17,7 @@ import traceback
 from pathlib import Path
 
 from spotdiff.distributed.plan import GroupPlan, RankContext
+from spotdiff.overrides import params_for
 
 
 def run_rank(plan: GroupPlan, rank: int) -> dict:
@@ -26,7 +27,7 @@ def run_rank(plan: GroupPlan, rank: int) -> dict:
     if plan.task_source:
         restore_task_source(plan.task, plan.task_source)
     spec = get_spec(plan.task)
-    params = spec.params(**plan.params)
+    params = params_for(spec, plan.params)
     data = spec.build_data(params, plan.seed)
     start = time.perf_counter()
     engine = importlib.import_module(impl_module(plan.task, frameworks.FRAMEWORKS[plan.framework].impl_prefix + "_dp"))

@@ -7,15 +7,14 @@ from typing import Any
 import numpy as np
 from matplotlib.figure import Figure
 
+from spotdiff.overrides import params_for
 from spotdiff.report.plots import cell_label, ordered_cells, task_spec
 
 PER_ROW = 10
 
 
 def _task_params(results: dict[str, Any], spec) -> Any:
-    overrides = (results.get("experiment") or {}).get("overrides") or {}
-    fields = spec.params.model_fields
-    return spec.params(**{k: v for k, v in overrides.items() if k in fields})
+    return params_for(spec, (results.get("experiment") or {}).get("overrides") or {})
 
 
 def misclassified_figure(results: dict[str, Any], task: str, variant: str) -> Figure | None:

@@ -20,6 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from spotdiff.errors import UserError
+from spotdiff.overrides import params_for
 from spotdiff.tasks import get_spec
 from spotdiff.tasks.base import TaskSpec
 
@@ -103,8 +104,8 @@ def reference_value(results: dict[str, Any], task: str, key: str) -> float | Non
     field = f"true_{key}"
     if field in spec.params.model_fields:
         try:
-            value = getattr(spec.params(**{k: v for k, v in overrides.items() if k == field}), field)
-        except Exception:  # a bad override must not break a report
+            value = getattr(params_for(spec, overrides), field)
+        except UserError:  # a bad override must not break a report
             value = spec.params.model_fields[field].default
     return finite_number(value)
 
