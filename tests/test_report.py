@@ -1,4 +1,5 @@
-"""report.html and the plots, from a hand-made results dict (no framework is imported)."""
+"""report.html and the plots: from a hand-made results dict (no framework is imported in this process),
+and from a tiny real run (module fixture) whose children do import them."""
 
 from __future__ import annotations
 
@@ -8,11 +9,9 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import cell, make_results
+from conftest import cell, make_results, run_cli
 
 from spotdiff.report import html, plots
-
-SAMPLE = Path(__file__).resolve().parents[1] / "runs" / "sample" / "results.json"
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +48,7 @@ def test_every_cell_has_a_row_and_failures_show_why(rendered):
     results, _, page = rendered
     for c in results["cells"]:
         row = (rf'<tr class="{c["status"]}">\s*<td><span class="dot {c["framework"]}"></span>{c["framework"]}'
-               rf'</td>\s*<td( title="[^"]*")?>{c["mode"]}</td><td>{c["variant"]}</td>')
+               rf'</td>\s*<td[^>]*>{c["mode"]}(<span[^>]*>[^<]*</span>)?</td><td>{c["variant"]}</td>')
         assert re.search(row, page), c["id"]
     assert "XLA compile failed: &lt;boom&gt; &amp; more" in page
     assert "jax is not installed" in page
@@ -136,8 +135,45 @@ def test_write_plot_pngs_returns_the_paths(tmp_path):
     assert paths and all(p.parent == tmp_path / "plots" and p.exists() for p in paths)
 
 
-@pytest.mark.skipif(not SAMPLE.exists(), reason="no sample run in runs/sample")
-def test_the_sample_run_renders(tmp_path):
-    results = json.loads(SAMPLE.read_text(encoding="utf-8"))
-    page = html.render_report(copy.deepcopy(results), tmp_path).read_text(encoding="utf-8")
-    assert page.count("<tr class=") >= len(results["cells"])
+@pytest.fixture(scope="module")
+def sample_run(tmp_path_factory) -> tuple[dict, Path]:
+    """A tiny real run: exponent, manual variant, torch and jax eager, 40 steps, one repeat."""
+    out = tmp_path_factory.mktemp("sample") / "run"
+    result = run_cli("run", "exponent", "-f", "torch,jax", "-m", "eager", "--variant", "manual",
+                     "--steps", "40", "--repeats", "1", "--threads", "1", "--out", str(out))
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-3000:]
+    return json.loads((out / "results.json").read_text(encoding="utf-8")), out
+
+
+def test_a_real_run_renders_every_cell_its_phi_and_its_parity(sample_run):
+    results, out = sample_run
+    page = html.render_report(copy.deepcopy(results), out).read_text(encoding="utf-8")
+    cells = results["cells"]
+    assert [(c["framework"], c["mode"], c["status"]) for c in cells] == [
+        ("torch", "eager", "ok"), ("jax", "eager", "ok")]
+    for c in cells:
+        row = (rf'<tr class="ok">\s*<td><span class="dot {c["framework"]}"></span>{c["framework"]}'
+               rf'</td>\s*<td[^>]*>{c["mode"]}(<span[^>]*>[^<]*</span>)?</td><td>manual</td>')
+        assert re.search(row, page), c["id"]
+        assert f'{c["metrics"]["final_phi"]:.6g}' in page  # the final phi each framework reached
+    # 40 steps of the same arithmetic from phi = 1: the frameworks agree, far from the true phi
+    phis = [c["metrics"]["final_phi"] for c in cells]
+    assert 1.0 < phis[0] < 3.0 and abs(phis[0] - phis[1]) < 1e-4
+    parity = page[page.index('id="parity"'):page.index('id="task-exponent"')]
+    assert "PASS" in parity and "FAIL" not in parity and "torch-eager vs jax-eager" in parity
+    versions = results["environment"]["frameworks"]
+    for text in (results["run_id"], f"torch {versions['torch']}", f"jax {versions['jax']}"):
+        assert text in page
+    pngs = {p.stem for p in (out / "plots").glob("*.png")}
+    assert {"exponent-manual-phi", "exponent-manual-loss", "exponent-speed-steady_step_us"} <= pngs
+    assert page.count("<svg") == len(pngs)
+
+
+def test_spotdiff_report_rerenders_a_real_run(sample_run):
+    results, out = sample_run
+    (out / "report.html").unlink()
+    result = run_cli("report", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    assert results["run_id"] in page and page.count('<tr class="ok">') >= len(results["cells"])
+    assert "<script" not in page.lower()
