@@ -8,9 +8,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from flax import nnx
-
 from common import load, report
+from flax import nnx
 
 
 class CNN(nnx.Module):
@@ -59,7 +58,11 @@ def main():
         order = rng.permutation(n)
         for i in range(0, n, args.batch_size):
             index = order[i:i + args.batch_size]
-            loss = train_step(model, optimizer, {"image": data["x_train"][index][..., None], "label": data["y_train"][index]})
+            loss = train_step(
+                model,
+                optimizer,
+                {"image": data["x_train"][index][..., None], "label": data["y_train"][index]},
+            )
         jax.block_until_ready(loss)
         epoch_s.append(time.perf_counter() - start)
     model.eval()

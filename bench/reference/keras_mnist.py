@@ -5,8 +5,6 @@ import argparse
 import time
 
 import keras
-import numpy as np
-
 from common import load, report
 
 
@@ -48,7 +46,9 @@ def main():
                   optimizer=keras.optimizers.SGD(args.lr, momentum=args.momentum),
                   metrics=["accuracy"], jit_compile=args.jit_compile)
     timer = EpochTimer()
-    model.fit(x_train, data["y_train"], batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[timer])
+    model.fit(
+        x_train, data["y_train"], batch_size=args.batch_size, epochs=args.epochs, verbose=0, callbacks=[timer]
+    )
     _, accuracy = model.evaluate(x_test, data["y_test"], verbose=0)
     report(timer.epoch_s, len(x_train), float(accuracy))
 

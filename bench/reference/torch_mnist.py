@@ -3,14 +3,12 @@
 import argparse
 import time
 
-import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 import torch.optim as optim
-from torch.utils.data import DataLoader, TensorDataset
-
 from common import load, report
+from torch.utils.data import DataLoader, TensorDataset
 
 
 class Net(nn.Module):
@@ -56,7 +54,9 @@ def main():
     args = parser.parse_args()
     torch.manual_seed(1)
     data = load()
-    train_set = TensorDataset(torch.from_numpy(data["x_train"]).unsqueeze(1), torch.from_numpy(data["y_train"]))
+    train_set = TensorDataset(
+        torch.from_numpy(data["x_train"]).unsqueeze(1), torch.from_numpy(data["y_train"])
+    )
     train_loader = DataLoader(train_set, batch_size=args.batch_size, shuffle=True)
     model = Net()
     if args.compile:

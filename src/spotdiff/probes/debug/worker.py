@@ -121,7 +121,8 @@ DRIVERS = {"print": probe_print, "error": probe_error, "postmortem": probe_postm
 def run_job(job: dict, out: EventWriter) -> None:
     """Threads and cores were pinned by `spotdiff.children` before this module was imported."""
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    fw = importlib.import_module(job.get("probe_module") or f"spotdiff.probes.debug.{PROBE_MODULES[job['framework']]}")
+    own_probes = f"spotdiff.probes.debug.{PROBE_MODULES[job['framework']]}"
+    fw = importlib.import_module(job.get("probe_module") or own_probes)
     if not job.get("probe_module"):  # the framework's own pools, sized as in every cell
         backend = importlib.import_module(f"spotdiff.backends.{job['framework']}.env")
         backend.configure(job["threads"], 0, "cpu")
@@ -137,8 +138,9 @@ def run_job(job: dict, out: EventWriter) -> None:
         except Exception as failure:  # one probe's failure is its row, the others still run
             status, error = "failed", f"{type(failure).__name__}: {common.first_line(failure)}"
             detail = traceback.format_exc()[-3000:]
-        row = schema.row(job["framework"], job["mode"], probe, status, result, error,
-                         time.perf_counter() - start, detail)
+        row = schema.row(
+            job["framework"], job["mode"], probe, status, result, error, time.perf_counter() - start, detail
+        )
         out.emit("row", row=row)
     out.emit("done")
 

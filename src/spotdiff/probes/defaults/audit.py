@@ -28,7 +28,11 @@ SCHEMA_VERSION = 1
 
 
 def _stderr_line(path: Path) -> str:
-    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()] if path.exists() else []
+    lines = (
+        [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
+        if path.exists()
+        else []
+    )
     return lines[-1].strip()[:200] if lines else "no output"
 
 
@@ -40,8 +44,14 @@ def _failure(proc: subprocess.Popen, timed_out: bool, timeout_s: float, stderr: 
 
 
 def run_children(
-    frameworks: list[str], components: list[str], seed: int, steps: int, work_dir: Path,
-    timeout_s: float = DEFAULT_TIMEOUT_S, threads: int = 1, child_module: str = CHILD_MODULE,
+    frameworks: list[str],
+    components: list[str],
+    seed: int,
+    steps: int,
+    work_dir: Path,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
+    threads: int = 1,
+    child_module: str = CHILD_MODULE,
 ) -> dict[str, dict[str, Any]]:
     """Run one child per framework; framework -> {status, error, versions, components}.
 
@@ -50,14 +60,21 @@ def run_children(
     """
     work_dir.mkdir(parents=True, exist_ok=True)
     request = work_dir / "request.json"
-    request.write_text(json.dumps({"components": components, "seed": seed, "steps": steps, "threads": threads}))
+    request.write_text(
+        json.dumps({"components": components, "seed": seed, "steps": steps, "threads": threads})
+    )
     started = {}
     for index, name in enumerate(frameworks):
         out, stderr = work_dir / f"{name}.json", work_dir / f"{name}.stderr.log"
         out.unlink(missing_ok=True)
         with open(stderr, "wb") as err:
-            proc = children.start(child_module, [name, request, out], pin=children.Pin.first(threads, index),
-                                  stdout=subprocess.DEVNULL, stderr=err)
+            proc = children.start(
+                child_module,
+                [name, request, out],
+                pin=children.Pin.first(threads, index),
+                stdout=subprocess.DEVNULL,
+                stderr=err,
+            )
         started[name] = (proc, out, stderr)
     deadline, answers = time.monotonic() + timeout_s, {}
     for name, (proc, out, stderr) in started.items():
@@ -86,13 +103,20 @@ def run_children(
 
 def audited_frameworks() -> list[str]:
     """Frameworks with a defaults probe (`<impl_prefix>_probe.py` here), found without importing it."""
-    return [name for name, framework in fw.FRAMEWORKS.items()
-            if importlib.util.find_spec(f"spotdiff.probes.defaults.{framework.impl_prefix}_probe") is not None]
+    return [
+        name
+        for name, framework in fw.FRAMEWORKS.items()
+        if importlib.util.find_spec(f"spotdiff.probes.defaults.{framework.impl_prefix}_probe") is not None
+    ]
 
 
 def run_audit(
-    components: list[str] | None = None, frameworks: list[str] | None = None, seed: int = 0,
-    steps: int = OPTIMIZER_STEPS, out_dir: Path | None = None, timeout_s: float = DEFAULT_TIMEOUT_S,
+    components: list[str] | None = None,
+    frameworks: list[str] | None = None,
+    seed: int = 0,
+    steps: int = OPTIMIZER_STEPS,
+    out_dir: Path | None = None,
+    timeout_s: float = DEFAULT_TIMEOUT_S,
     child_module: str = CHILD_MODULE,
 ) -> tuple[dict[str, Any], Path]:
     """Audit `components` (names or groups; default all) across `frameworks` (default: installed).
@@ -114,21 +138,34 @@ def run_audit(
         raise UserError(f"--steps must be at least 1, got {steps}")
     out_dir = Path(out_dir or Path("runs") / time.strftime("defaults-%Y%m%d-%H%M%S"))
     installed = [f for f in chosen if fw.installed_version(f) is not None]
-    answers = run_children(installed, names, seed, steps, out_dir / "children", timeout_s, child_module=child_module)
-    framework_status = {f: {"status": "skipped", "error": f"{fw.FRAMEWORKS[f].label} is not installed"}
-                        for f in chosen if f not in installed}
-    framework_status.update({f: {k: a[k] for k in ("status", "error", "versions")} for f, a in answers.items()})
+    answers = run_children(
+        installed, names, seed, steps, out_dir / "children", timeout_s, child_module=child_module
+    )
+    framework_status = {
+        f: {"status": "skipped", "error": f"{fw.FRAMEWORKS[f].label} is not installed"}
+        for f in chosen
+        if f not in installed
+    }
+    framework_status.update(
+        {f: {k: a[k] for k in ("status", "error", "versions")} for f, a in answers.items()}
+    )
     rows, inits = [], []
     for name in names:
         entries = {f: answers[f]["components"][name] for f in installed}
         rows.append(compare.assess(name, entries, seed, steps))
         inits += compare.assess_init(name, entries)
     results = {
-        "schema": SCHEMA_VERSION, "kind": "defaults-audit", "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "schema": SCHEMA_VERSION,
+        "kind": "defaults-audit",
+        "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "environment": {"python": sys.version.split()[0], "platform": platform.platform()},
-        "seed": seed, "optimizer_steps": steps, "tolerance": compare.TOLERANCE,
-        "match_tolerance": compare.MATCH_TOLERANCE, "frameworks": framework_status,
-        "components": rows, "initialisers": [r for r in inits if any(r["frameworks"].values())],
+        "seed": seed,
+        "optimizer_steps": steps,
+        "tolerance": compare.TOLERANCE,
+        "match_tolerance": compare.MATCH_TOLERANCE,
+        "frameworks": framework_status,
+        "components": rows,
+        "initialisers": [r for r in inits if any(r["frameworks"].values())],
     }
     from spotdiff.probes.defaults.render import write_outputs
 

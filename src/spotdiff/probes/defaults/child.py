@@ -20,10 +20,10 @@ from typing import Any
 import numpy as np
 
 from spotdiff import frameworks
+from spotdiff.hparams import REQUIRED, declared_value, native_kwargs, native_name, unsupported
 from spotdiff.probes.defaults.compare import case_for, digest
 from spotdiff.probes.defaults.components import COMPONENTS
 from spotdiff.probes.defaults.initcheck import init_stats
-from spotdiff.hparams import REQUIRED, declared_value, native_kwargs, native_name, unsupported
 
 
 def jsonable(value: Any) -> Any:
@@ -41,7 +41,9 @@ def jsonable(value: Any) -> Any:
     return repr(value)
 
 
-def settings_for(framework: str, name: str, mode: str, declared: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+def settings_for(
+    framework: str, name: str, mode: str, declared: dict[str, Any]
+) -> tuple[dict[str, Any], list[str]]:
     """The neutral values this framework is given in `mode`, and notes on what was filled or left out.
 
     native: the component's fixed settings, plus a fill value only where the framework declares the
@@ -79,10 +81,16 @@ def probe_component(probe: Any, framework: str, name: str, seed: int, steps: int
         else:
             outputs = probe.run_layer(name, dict(kwargs), case, seed)
         notes += [outputs.pop(k) for k in list(outputs) if k.startswith("_")]
-        effective = {k: values[k] if k in values else declared_value(name, k, framework, declared)
-                     for k in {**comp.aligned, **comp.fixed, **comp.fill}}
-        entry["modes"][mode] = {"values": jsonable(values), "kwargs": jsonable(kwargs), "effective": jsonable(effective),
-                                "outputs": jsonable(digest(name, outputs))}
+        effective = {
+            k: values[k] if k in values else declared_value(name, k, framework, declared)
+            for k in {**comp.aligned, **comp.fixed, **comp.fill}
+        }
+        entry["modes"][mode] = {
+            "values": jsonable(values),
+            "kwargs": jsonable(kwargs),
+            "effective": jsonable(effective),
+            "outputs": jsonable(digest(name, outputs)),
+        }
         entry["notes"] += [f"{mode}: {note}" for note in notes]
     entry["init"] = {param: init_stats(array, name) for param, array in probe.sample_init(name, seed).items()}
     return entry
@@ -108,7 +116,9 @@ def main(argv: list[str]) -> int:
     result["versions"] = probe.versions()
     for name in request["components"]:
         try:
-            result["components"][name] = probe_component(probe, framework, name, request["seed"], request["steps"])
+            result["components"][name] = probe_component(
+                probe, framework, name, request["seed"], request["steps"]
+            )
         except Exception as error:  # one broken component is a failed row, not a failed audit
             message = f"{type(error).__name__}: {error}".strip().splitlines()[0][:300]
             result["components"][name] = {"status": "failed", "error": message}

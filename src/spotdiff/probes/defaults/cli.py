@@ -12,14 +12,21 @@ from rich.console import Console
 
 def defaults(
     components: list[str] = typer.Argument(
-        None, metavar="[COMPONENT]...",
+        None,
+        metavar="[COMPONENT]...",
         help="components or groups (optimizers, layers, losses); default: all",
     ),
-    frameworks: Optional[str] = typer.Option(None, "--frameworks", "-f", help="comma list (default: all installed)"),
-    out: Optional[Path] = typer.Option(None, "--out", help="output directory (default runs/defaults-<timestamp>)"),
+    frameworks: Optional[str] = typer.Option(
+        None, "--frameworks", "-f", help="comma list (default: all installed)"
+    ),
+    out: Optional[Path] = typer.Option(
+        None, "--out", help="output directory (default runs/defaults-<timestamp>)"
+    ),
     seed: int = typer.Option(0, "--seed", help="seed for gradients, weights and inputs (default 0)"),
     steps: int = typer.Option(100, "--steps", help="optimiser steps per gradient stream (default 100)"),
-    timeout: float = typer.Option(600.0, "--timeout", help="seconds for the framework children (default 600)"),
+    timeout: float = typer.Option(
+        600.0, "--timeout", help="seconds for the framework children (default 600)"
+    ),
 ) -> None:
     """Compare equivalent optimisers, layers and losses across frameworks: declared defaults
     (introspected), behaviour with native and aligned settings, and the measured cause of what differs."""
@@ -29,7 +36,9 @@ def defaults(
     console = Console(width=None if sys.stdout.isatty() else 200)
     chosen = [f.strip() for f in frameworks.split(",") if f.strip()] if frameworks else None
     with console.status("probing defaults in one child process per framework …"):
-        results, out_dir = run_audit(components or None, chosen, seed=seed, steps=steps, out_dir=out, timeout_s=timeout)
+        results, out_dir = run_audit(
+            components or None, chosen, seed=seed, steps=steps, out_dir=out, timeout_s=timeout
+        )
     for line in framework_lines(results):
         console.print(line, highlight=False, markup=False)
     for table in tables(results):

@@ -11,9 +11,9 @@ from typing import Any
 
 import numpy as np
 
+from spotdiff.hparams import NAMES
 from spotdiff.probes.defaults import initcheck, reference
 from spotdiff.probes.defaults.components import COMPONENTS, layer_case, optimizer_case
-from spotdiff.hparams import NAMES
 
 TOLERANCE = 1e-4  # max relative deviation that still counts as the same behaviour (float32)
 MATCH_TOLERANCE = 1e-3  # a framework follows a reference convention within this deviation
@@ -34,7 +34,10 @@ def digest(component: str, outputs: dict[str, Any]) -> dict[str, Any]:
         return outputs
     y = np.asarray(outputs["y"], np.float64)
     kept = y != 0
-    return {"drop_fraction": float(1 - kept.mean()), "kept_value": float(y[kept].mean()) if kept.any() else 0.0}
+    return {
+        "drop_fraction": float(1 - kept.mean()),
+        "kept_value": float(y[kept].mean()) if kept.any() else 0.0,
+    }
 
 
 def case_for(component: str, seed: int, steps: int) -> dict[str, np.ndarray]:
@@ -43,7 +46,9 @@ def case_for(component: str, seed: int, steps: int) -> dict[str, np.ndarray]:
     return layer_case(component, seed)
 
 
-def deviation(measured: dict[str, Any], yardstick: dict[str, Any], case: dict[str, np.ndarray]) -> tuple[float | None, str]:
+def deviation(
+    measured: dict[str, Any], yardstick: dict[str, Any], case: dict[str, np.ndarray]
+) -> tuple[float | None, str]:
     """max |measured - yardstick| relative to how far the yardstick moves (from theta0 for an
     optimiser, from zero otherwise); (None, why) when the outputs cannot be compared."""
     worst = 0.0
@@ -59,7 +64,9 @@ def deviation(measured: dict[str, Any], yardstick: dict[str, Any], case: dict[st
     return worst, ""
 
 
-def diagnose(component: str, outputs: dict[str, Any], hp: dict[str, Any], case: dict[str, np.ndarray]) -> dict[str, Any]:
+def diagnose(
+    component: str, outputs: dict[str, Any], hp: dict[str, Any], case: dict[str, np.ndarray]
+) -> dict[str, Any]:
     """Run every convention combination of `component` with `hp`; report the one(s) that
     reproduce `outputs`: {conventions: axis -> value, explained, residual, closest}."""
     scored = []
@@ -73,12 +80,18 @@ def diagnose(component: str, outputs: dict[str, Any], hp: dict[str, Any], case: 
     for axis in COMPONENTS[component].axes:
         values = sorted({combo[axis] for combo in matching})
         conventions[axis] = values[0] if len(values) == 1 else ("either (no effect here)" if values else None)
-    return {"conventions": conventions, "explained": bool(matching),
-            "residual": None if best_dev == float("inf") else best_dev, "closest": best}
+    return {
+        "conventions": conventions,
+        "explained": bool(matching),
+        "residual": None if best_dev == float("inf") else best_dev,
+        "closest": best,
+    }
 
 
 def _same(values: list[Any]) -> bool:
-    present = [v[0] if isinstance(v, list) and v and v == [v[0]] * len(v) else v for v in values if v is not None]
+    present = [
+        v[0] if isinstance(v, list) and v and v == [v[0]] * len(v) else v for v in values if v is not None
+    ]
     if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in present):
         return all(np.isclose(v, present[0], rtol=1e-6, atol=0) for v in present)
     return all(v == present[0] for v in present)
@@ -100,8 +113,11 @@ def declared_rows(component: str, entries: dict[str, dict[str, Any]]) -> list[di
             if "[" in name and isinstance(default, list):
                 default = default[int(name[:-1].split("[")[1])]
             row["frameworks"][fw] = {"name": name, "default": default, "declared": key in found}
-        effective = [entry["modes"]["native"]["effective"].get(neutral) for entry in entries.values()
-                     if entry.get("status") == "ok" and neutral in entry["modes"]["native"]["effective"]]
+        effective = [
+            entry["modes"]["native"]["effective"].get(neutral)
+            for entry in entries.values()
+            if entry.get("status") == "ok" and neutral in entry["modes"]["native"]["effective"]
+        ]
         present = [v for v in effective if v is not None]  # a difference needs two declared values
         row["differs"] = None if len(present) < 2 or neutral.endswith("_init") else not _same(present)
         rows.append(row)
@@ -116,12 +132,17 @@ def _cause(component: str, diagnoses: dict[str, dict[str, Any]]) -> list[str]:
             by_value.setdefault(str(diag["conventions"].get(axis)), []).append(fw)
         definite = [v for v in by_value if v != "None" and not v.startswith("either")]
         if len(definite) > 1:
-            causes.append(f"{axis}: " + "; ".join(f"{', '.join(fws)} {value}" for value, fws in by_value.items()))
+            causes.append(
+                f"{axis}: " + "; ".join(f"{', '.join(fws)} {value}" for value, fws in by_value.items())
+            )
     for fw, diag in diagnoses.items():
         if not diag["explained"]:
-            causes.append(f"{fw} matches no reference (closest {diag['closest'] or 'the only form'}, "
-                          f"residual {diag['residual']:.2g})" if diag["residual"] is not None else
-                          f"{fw} output cannot be compared with the reference")
+            causes.append(
+                f"{fw} matches no reference (closest {diag['closest'] or 'the only form'}, "
+                f"residual {diag['residual']:.2g})"
+                if diag["residual"] is not None
+                else f"{fw} output cannot be compared with the reference"
+            )
     return causes
 
 
@@ -130,10 +151,16 @@ def assess(component: str, entries: dict[str, dict[str, Any]], seed: int, steps:
     comp, case = COMPONENTS[component], case_for(component, seed, steps)
     ok = [fw for fw, e in entries.items() if e.get("status") == "ok"]
     row: dict[str, Any] = {
-        "component": component, "kind": comp.kind, "summary": comp.summary, "tolerance": tolerance(component),
-        "frameworks": {fw: {"status": e.get("status", "failed"), "error": e.get("error"), "notes": e.get("notes", [])}
-                       for fw, e in entries.items()},
-        "declared": declared_rows(component, entries), "axes": {k: list(v) for k, v in comp.axes.items()},
+        "component": component,
+        "kind": comp.kind,
+        "summary": comp.summary,
+        "tolerance": tolerance(component),
+        "frameworks": {
+            fw: {"status": e.get("status", "failed"), "error": e.get("error"), "notes": e.get("notes", [])}
+            for fw, e in entries.items()
+        },
+        "declared": declared_rows(component, entries),
+        "axes": {k: list(v) for k, v in comp.axes.items()},
     }
     for mode in ("native", "aligned"):
         found: dict[str, Any] = {"baseline": ok[0] if ok else None, "deviation": {}, "diagnosis": {}}
@@ -151,10 +178,13 @@ def assess(component: str, entries: dict[str, dict[str, Any]], seed: int, steps:
     if differing and not row["native"]["same"]:
         row["native"]["causes"].insert(0, f"declared defaults differ: {', '.join(differing)}")
     row["verdict"] = (
-        "too few frameworks ran" if len(ok) < 2 else
-        "same" if row["native"]["same"] else
-        "defaults differ; aligned: same" if row["aligned"]["same"] else
-        "differs even when aligned"
+        "too few frameworks ran"
+        if len(ok) < 2
+        else "same"
+        if row["native"]["same"]
+        else "defaults differ; aligned: same"
+        if row["aligned"]["same"]
+        else "differs even when aligned"
     )
     return row
 
@@ -166,6 +196,8 @@ def assess_init(component: str, entries: dict[str, dict[str, Any]]) -> list[dict
         row: dict[str, Any] = {"component": component, "param": param, "frameworks": {}}
         for fw, entry in entries.items():
             stats = (entry.get("init") or {}).get(param)
-            row["frameworks"][fw] = None if stats is None else {**stats, "identified": initcheck.identify(stats, component)}
+            row["frameworks"][fw] = (
+                None if stats is None else {**stats, "identified": initcheck.identify(stats, component)}
+            )
         rows.append(row)
     return rows

@@ -144,27 +144,45 @@ def layer_case(name: str, seed: int) -> dict[str, np.ndarray]:
         return rng.uniform(-bound, bound, size=shape).astype(np.float32)
 
     if name == "dense":
-        return {"weight": uniform(d["out"], d["in"]), "bias": uniform(d["out"]), "x": uniform(d["batch"], d["in"], bound=2)}
+        return {"weight": uniform(d["out"], d["in"]), "bias": uniform(d["out"]),
+                "x": uniform(d["batch"], d["in"], bound=2)}
     if name == "conv2d":
-        return {"weight": uniform(d["cout"], d["cin"], d["k"], d["k"]), "bias": uniform(d["cout"]),
-                "x": uniform(d["batch"], d["cin"], d["hw"], d["hw"], bound=2)}  # NCHW
+        return {
+            "weight": uniform(d["cout"], d["cin"], d["k"], d["k"]),
+            "bias": uniform(d["cout"]),
+            "x": uniform(d["batch"], d["cin"], d["hw"], d["hw"], bound=2),
+        }  # NCHW
     if name in ("lstm", "gru"):
         g, h, i = d["gates"], d["hidden"], d["in"]
-        return {"weight_ih": uniform(g * h, i), "weight_hh": uniform(g * h, h), "bias_ih": uniform(g * h),
-                "bias_hh": uniform(g * h), "x": uniform(d["batch"], d["steps"], i, bound=1)}
+        return {
+            "weight_ih": uniform(g * h, i),
+            "weight_hh": uniform(g * h, h),
+            "bias_ih": uniform(g * h),
+            "bias_hh": uniform(g * h),
+            "x": uniform(d["batch"], d["steps"], i, bound=1),
+        }
     if name == "batchnorm":
         f = d["features"]
         shift = rng.normal(size=f) * 3
         batches = (shift + 2 * rng.normal(size=(d["steps"], d["batch"], f))).astype(np.float32)
-        return {"weight": (1 + uniform(f)), "bias": uniform(f), "batches": batches,
-                "test": (shift + 2 * rng.normal(size=(d["batch"], f))).astype(np.float32)}
+        return {
+            "weight": (1 + uniform(f)),
+            "bias": uniform(f),
+            "batches": batches,
+            "test": (shift + 2 * rng.normal(size=(d["batch"], f))).astype(np.float32),
+        }
     if name == "dropout":
         return {"x": np.ones((d["rows"], d["cols"]), np.float32)}
     if name == "embedding":
-        return {"weight": uniform(d["vocab"], d["dim"]), "ids": rng.integers(0, d["vocab"], size=(4, 6)).astype(np.int64)}
+        return {
+            "weight": uniform(d["vocab"], d["dim"]),
+            "ids": rng.integers(0, d["vocab"], size=(4, 6)).astype(np.int64),
+        }
     if name == "cross-entropy":
-        return {"logits": (2 * rng.normal(size=(d["batch"], d["classes"]))).astype(np.float32),
-                "labels": rng.integers(0, d["classes"], size=d["batch"]).astype(np.int64)}
+        return {
+            "logits": (2 * rng.normal(size=(d["batch"], d["classes"]))).astype(np.float32),
+            "labels": rng.integers(0, d["classes"], size=d["batch"]).astype(np.int64),
+        }
     raise KeyError(name)
 
 
@@ -190,8 +208,12 @@ def init_candidates(name: str) -> list[tuple[str, str, Any]]:
         ("glorot uniform U(±sqrt(6/(fan_in+fan_out)))", "uniform", (6 / (fan_in + fan_out)) ** 0.5),
         ("lecun normal: truncated normal, std 1/sqrt(fan_in)", "truncnormal", fan_in**-0.5),
         ("normal, std 1/sqrt(fan_in)", "normal", fan_in**-0.5),
-        ("N(0, 1)", "normal", 1.0), ("U(±0.05)", "uniform", 0.05), ("N(0, 0.05²)", "normal", 0.05),
-        ("zeros", "const", 0.0), ("ones", "const", 1.0), ("orthogonal", "orthogonal", None),
+        ("N(0, 1)", "normal", 1.0),
+        ("U(±0.05)", "uniform", 0.05),
+        ("N(0, 0.05²)", "normal", 0.05),
+        ("zeros", "const", 0.0),
+        ("ones", "const", 1.0),
+        ("orthogonal", "orthogonal", None),
     ]
     if name in ("lstm", "gru"):
         found.insert(0, ("U(±1/sqrt(hidden))", "uniform", d["hidden"] ** -0.5))

@@ -18,8 +18,8 @@ import optax
 from flax import nnx
 
 from spotdiff.backends.layouts import conv_hwio_to_oihw, conv_oihw_to_hwio, dense_to_in_out
-from spotdiff.probes.defaults.components import COMPONENTS
 from spotdiff.hparams import REQUIRED
+from spotdiff.probes.defaults.components import COMPONENTS
 
 OPTIMIZERS = {
     "sgd": optax.sgd, "sgd-nesterov": optax.sgd, "rmsprop": optax.rmsprop, "adam": optax.adam,
@@ -63,7 +63,9 @@ def declared(component: str) -> dict[str, Any]:
     return found
 
 
-def run_optimizer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_optimizer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Feed the gradient stream to the optimiser; theta after every step, (K, P)."""
     optimizer = OPTIMIZERS[component](**kwargs)
 
@@ -108,7 +110,9 @@ def _rnn(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], se
     return out
 
 
-def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int) -> dict[str, Any]:
+def run_layer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int
+) -> dict[str, Any]:
     """One forward computation with the neutral weights loaded; outputs in the neutral layout."""
     d, rngs = COMPONENTS[component].dims, nnx.Rngs(seed)
     if component == "dense":
@@ -131,8 +135,12 @@ def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray
         for batch in case["batches"]:
             train_last = layer(jnp.asarray(batch))  # use_running_average=False: training
         evaluated = layer(jnp.asarray(case["test"]), use_running_average=True)
-        return {"running_mean": np.asarray(layer.mean.value), "running_var": np.asarray(layer.var.value),
-                "eval": np.asarray(evaluated), "train_last": np.asarray(train_last)}
+        return {
+            "running_mean": np.asarray(layer.mean.value),
+            "running_var": np.asarray(layer.var.value),
+            "eval": np.asarray(evaluated),
+            "train_last": np.asarray(train_last),
+        }
     if component == "dropout":
         layer = nnx.Dropout(rngs=nnx.Rngs(dropout=seed), **kwargs)
         return {"y": np.asarray(layer(jnp.asarray(case["x"])))}
@@ -156,7 +164,10 @@ def sample_init(component: str, seed: int) -> dict[str, np.ndarray]:
         return {"weight": np.asarray(layer.kernel.value).T, "bias": np.asarray(layer.bias.value)}
     if component == "conv2d":
         layer = nnx.Conv(d["cin"], d["cout"], (d["k"], d["k"]), rngs=rngs)
-        return {"weight": conv_hwio_to_oihw(np.asarray(layer.kernel.value)), "bias": np.asarray(layer.bias.value)}
+        return {
+            "weight": conv_hwio_to_oihw(np.asarray(layer.kernel.value)),
+            "bias": np.asarray(layer.bias.value),
+        }
     if component == "lstm":
         cell = nnx.LSTMCell(d["in"], d["hidden"], rngs=rngs)
 
@@ -164,12 +175,18 @@ def sample_init(component: str, seed: int) -> dict[str, np.ndarray]:
             return np.concatenate([np.asarray(getattr(getattr(cell, n), part).value) for n in names], axis=-1)
 
         inputs, hidden = [i for i, _ in LSTM_GATES], [h for _, h in LSTM_GATES]
-        return {"weight_ih": stack(inputs, "kernel").T, "weight_hh": stack(hidden, "kernel").T,
-                "bias_hh": stack(hidden, "bias")}
+        return {
+            "weight_ih": stack(inputs, "kernel").T,
+            "weight_hh": stack(hidden, "kernel").T,
+            "bias_hh": stack(hidden, "bias"),
+        }
     if component == "gru":
         cell = nnx.GRUCell(d["in"], d["hidden"], rngs=rngs)
-        return {"weight_ih": np.asarray(cell.dense_i.kernel.value).T, "bias_ih": np.asarray(cell.dense_i.bias.value),
-                "weight_hh": np.asarray(cell.dense_h.kernel.value).T}
+        return {
+            "weight_ih": np.asarray(cell.dense_i.kernel.value).T,
+            "bias_ih": np.asarray(cell.dense_i.bias.value),
+            "weight_hh": np.asarray(cell.dense_h.kernel.value).T,
+        }
     if component == "batchnorm":
         layer = nnx.BatchNorm(d["features"], rngs=rngs)
         return {"weight": np.asarray(layer.scale.value), "bias": np.asarray(layer.bias.value)}

@@ -110,7 +110,9 @@ def lstm(case: Outputs, hp: dict[str, Any], conv: dict[str, str]) -> Outputs:
 
 def gru(case: Outputs, hp: dict[str, Any], conv: dict[str, str]) -> Outputs:
     x = case["x"].astype(np.float64)
-    w_ih, w_hh, b_ih, b_hh = (case[k].astype(np.float64) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    w_ih, w_hh, b_ih, b_hh = (
+        case[k].astype(np.float64) for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")
+    )
     h_size = w_hh.shape[1]
     w_hr, w_hz, w_hn = np.split(w_hh, 3)
     b_hr, b_hz, b_hn = np.split(b_hh, 3)
@@ -166,9 +168,21 @@ def cross_entropy(case: Outputs, hp: dict[str, Any], conv: dict[str, str]) -> Ou
 
 
 REFERENCES: dict[str, Callable[[Outputs, dict[str, Any], dict[str, str]], Outputs]] = {
-    "sgd": sgd, "sgd-nesterov": sgd, "rmsprop": rmsprop, "adam": adam, "adam-wd": adam,
-    "adamw": adam, "adagrad": adagrad, "dense": dense, "conv2d": conv2d, "lstm": lstm, "gru": gru,
-    "batchnorm": batchnorm, "dropout": dropout, "embedding": embedding, "cross-entropy": cross_entropy,
+    "sgd": sgd,
+    "sgd-nesterov": sgd,
+    "rmsprop": rmsprop,
+    "adam": adam,
+    "adam-wd": adam,
+    "adamw": adam,
+    "adagrad": adagrad,
+    "dense": dense,
+    "conv2d": conv2d,
+    "lstm": lstm,
+    "gru": gru,
+    "batchnorm": batchnorm,
+    "dropout": dropout,
+    "embedding": embedding,
+    "cross-entropy": cross_entropy,
 }
 
 

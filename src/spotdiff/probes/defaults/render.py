@@ -48,7 +48,9 @@ def behaviour_cause(row: dict[str, Any]) -> str:
     """Native causes, then what aligning left (when not already said); failures last."""
     causes = [] if row["native"]["same"] else list(row["native"]["causes"])
     causes += [c for c in ([] if row["aligned"]["same"] else row["aligned"]["causes"]) if c not in causes]
-    broken = [f"{fw} {s['status']}: {s['error']}" for fw, s in row["frameworks"].items() if s["status"] != "ok"]
+    broken = [
+        f"{fw} {s['status']}: {s['error']}" for fw, s in row["frameworks"].items() if s["status"] != "ok"
+    ]
     return "; ".join([*causes, *broken]) or "—"
 
 
@@ -68,20 +70,34 @@ def tables(results: dict[str, Any]) -> list[Table]:
     for row in results["components"]:
         for entry in row["declared"]:
             differs = {True: "[red]yes[/]", False: "no", None: ""}[entry["differs"]]
-            declared.add_row(row["component"], entry["neutral"], *[Text(declared_cells(entry, f)) for f in fws], differs)
-    behaviour = Table(title=f"behaviour: max relative deviation from {fws[0] if fws else '-'} (tolerance "
-                      f"{results['tolerance']:g}; dropout 0.02)", title_justify="left")
+            declared.add_row(
+                row["component"], entry["neutral"], *[Text(declared_cells(entry, f)) for f in fws], differs
+            )
+    behaviour = Table(
+        title=f"behaviour: max relative deviation from {fws[0] if fws else '-'} (tolerance "
+        f"{results['tolerance']:g}; dropout 0.02)",
+        title_justify="left",
+    )
     for name in ("component", "native", "aligned", "verdict", "cause (measured)"):
         behaviour.add_column(name, overflow="fold")
     for row in results["components"]:
-        style = "green" if row["verdict"] == "same" else "yellow" if "aligned: same" in row["verdict"] else "red"
-        behaviour.add_row(row["component"], _deviation(row["native"]), _deviation(row["aligned"]),
-                          Text(row["verdict"], style=style), Text(behaviour_cause(row)))
+        style = (
+            "green" if row["verdict"] == "same" else "yellow" if "aligned: same" in row["verdict"] else "red"
+        )
+        behaviour.add_row(
+            row["component"],
+            _deviation(row["native"]),
+            _deviation(row["aligned"]),
+            Text(row["verdict"], style=style),
+            Text(behaviour_cause(row)),
+        )
     init = Table(title="default initialisers (sampled)", title_justify="left")
     for name in ("parameter", *fws):
         init.add_column(name, overflow="fold")
     for row in results["initialisers"]:
-        init.add_row(f"{row['component']}.{row['param']}", *[Text(init_cell(row["frameworks"].get(f))) for f in fws])
+        init.add_row(
+            f"{row['component']}.{row['param']}", *[Text(init_cell(row["frameworks"].get(f))) for f in fws]
+        )
     return [declared, behaviour, init] if results["initialisers"] else [declared, behaviour]
 
 
@@ -89,8 +105,11 @@ def framework_lines(results: dict[str, Any]) -> list[str]:
     lines = []
     for name, info in results["frameworks"].items():
         versions = ", ".join(f"{k} {v}" for k, v in (info.get("versions") or {}).items())
-        lines.append(f"{name}: {info['status']}" + (f" ({versions})" if versions else "") +
-                     (f": {info['error']}" if info.get("error") else ""))
+        lines.append(
+            f"{name}: {info['status']}"
+            + (f" ({versions})" if versions else "")
+            + (f": {info['error']}" if info.get("error") else "")
+        )
     return lines
 
 
@@ -98,19 +117,32 @@ def _table_html(caption: str, header: list[str], rows: list[list[str]]) -> str:
     e = html.escape
     head = "".join(f"<th>{e(h)}</th>" for h in header)
     body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows)
-    return f"<table><caption>{e(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    return (
+        f"<table><caption>{e(caption)}</caption><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+    )
 
 
 def html_section(results: dict[str, Any]) -> str:
     """A <section> with its own inline style; safe to embed in a report or open on its own."""
     fws = frameworks_of(results)
-    declared = [[r["component"], d["neutral"], *[declared_cells(d, f) for f in fws],
-                 {True: "yes", False: "no", None: ""}[d["differs"]]]
-                for r in results["components"] for d in r["declared"]]
-    behaviour = [[r["component"], _deviation(r["native"]), _deviation(r["aligned"]), r["verdict"], behaviour_cause(r)]
-                 for r in results["components"]]
-    init = [[f"{r['component']}.{r['param']}", *[init_cell(r["frameworks"].get(f)) for f in fws]]
-            for r in results["initialisers"]]
+    declared = [
+        [
+            r["component"],
+            d["neutral"],
+            *[declared_cells(d, f) for f in fws],
+            {True: "yes", False: "no", None: ""}[d["differs"]],
+        ]
+        for r in results["components"]
+        for d in r["declared"]
+    ]
+    behaviour = [
+        [r["component"], _deviation(r["native"]), _deviation(r["aligned"]), r["verdict"], behaviour_cause(r)]
+        for r in results["components"]
+    ]
+    init = [
+        [f"{r['component']}.{r['param']}", *[init_cell(r["frameworks"].get(f)) for f in fws]]
+        for r in results["initialisers"]
+    ]
     e = html.escape
     parts = [
         '<section class="spotdiff-defaults">',
@@ -122,8 +154,11 @@ def html_section(results: dict[str, Any]) -> str:
         "<ul>" + "".join(f"<li>{e(line)}</li>" for line in framework_lines(results)) + "</ul>",
         f"<p>seed {e(str(results['seed']))}, {e(str(results['optimizer_steps']))} optimiser steps, "
         f"tolerance {e(str(results['tolerance']))}; {e(results['created_at'])}</p>",
-        _table_html(f"behaviour: max relative deviation from {fws[0] if fws else '-'}",
-                    ["component", "native", "aligned", "verdict", "cause (measured)"], behaviour),
+        _table_html(
+            f"behaviour: max relative deviation from {fws[0] if fws else '-'}",
+            ["component", "native", "aligned", "verdict", "cause (measured)"],
+            behaviour,
+        ),
         _table_html("declared defaults (introspected)", ["component", "setting", *fws, "differs"], declared),
         _table_html("default initialisers (sampled)", ["parameter", *fws], init),
         "</section>",

@@ -16,8 +16,8 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff.backends.layouts import conv_hwio_to_oihw, conv_oihw_to_hwio, dense_to_in_out
-from spotdiff.probes.defaults.components import COMPONENTS
 from spotdiff.hparams import REQUIRED
+from spotdiff.probes.defaults.components import COMPONENTS
 
 OPTIMIZERS = {
     "sgd": keras.optimizers.SGD, "sgd-nesterov": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop,
@@ -64,7 +64,9 @@ def declared(component: str) -> dict[str, Any]:
     return found
 
 
-def run_optimizer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_optimizer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Feed the gradient stream to the optimiser; theta after every step, (K, P)."""
     theta = tf.Variable(case["theta0"])
     optimizer = OPTIMIZERS[component](**kwargs)
@@ -95,7 +97,9 @@ def _rnn(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]) ->
     return layer(case["x"]).numpy()
 
 
-def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+def run_layer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int
+) -> dict[str, np.ndarray]:
     """One forward computation with the neutral weights loaded; outputs in the neutral layout."""
     keras.utils.set_random_seed(seed)
     d = COMPONENTS[component].dims
@@ -119,8 +123,12 @@ def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray
         layer.set_weights([case["weight"], case["bias"], np.zeros(f, np.float32), np.ones(f, np.float32)])
         for batch in case["batches"]:
             train_last = layer(batch, training=True)
-        return {"running_mean": layer.moving_mean.numpy(), "running_var": layer.moving_variance.numpy(),
-                "eval": layer(case["test"], training=False).numpy(), "train_last": train_last.numpy()}
+        return {
+            "running_mean": layer.moving_mean.numpy(),
+            "running_var": layer.moving_variance.numpy(),
+            "eval": layer(case["test"], training=False).numpy(),
+            "train_last": train_last.numpy(),
+        }
     if component == "dropout":
         return {"y": keras.layers.Dropout(seed=seed, **kwargs)(case["x"], training=True).numpy()}
     if component == "embedding":
@@ -154,8 +162,12 @@ def sample_init(component: str, seed: int) -> dict[str, np.ndarray]:
         kernel, recurrent, bias = layer.get_weights()
         if component == "lstm":  # one bias: reported as the input-side one
             return {"weight_ih": kernel.T, "weight_hh": recurrent.T, "bias_ih": bias}
-        return {"weight_ih": _zrn(kernel).T, "weight_hh": _zrn(recurrent).T,
-                "bias_ih": _zrn(bias[0]), "bias_hh": _zrn(bias[1])}
+        return {
+            "weight_ih": _zrn(kernel).T,
+            "weight_hh": _zrn(recurrent).T,
+            "bias_ih": _zrn(bias[0]),
+            "bias_hh": _zrn(bias[1]),
+        }
     if component == "batchnorm":
         layer = keras.layers.BatchNormalization()
         layer.build((None, d["features"]))

@@ -15,8 +15,8 @@ import torch
 from torch import nn
 
 from spotdiff.backends.torch.weights import load_neutral
-from spotdiff.probes.defaults.components import COMPONENTS
 from spotdiff.hparams import REQUIRED, TORCH_INIT
+from spotdiff.probes.defaults.components import COMPONENTS
 
 OPTIMIZERS = {
     "sgd": torch.optim.SGD, "sgd-nesterov": torch.optim.SGD, "rmsprop": torch.optim.RMSprop,
@@ -48,7 +48,9 @@ def declared(component: str) -> dict[str, Any]:
     return found
 
 
-def run_optimizer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+def run_optimizer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
     """Feed the gradient stream to the optimiser; theta after every step, (K, P)."""
     theta = nn.Parameter(torch.from_numpy(case["theta0"].copy()))
     optimizer = OPTIMIZERS[component]([theta], **kwargs)
@@ -70,7 +72,9 @@ def _rnn(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray]) ->
     return layer(x)[0]
 
 
-def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int) -> dict[str, np.ndarray]:
+def run_layer(
+    component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray], seed: int
+) -> dict[str, np.ndarray]:
     """One forward computation with the neutral weights loaded; outputs in the neutral layout."""
     torch.manual_seed(seed)
     d, t = COMPONENTS[component].dims, {k: torch.from_numpy(v) for k, v in case.items()}
@@ -92,8 +96,12 @@ def run_layer(component: str, kwargs: dict[str, Any], case: dict[str, np.ndarray
             for batch in t["batches"]:
                 train_last = layer(batch)
             layer.eval()
-            return {"running_mean": layer.running_mean.numpy(), "running_var": layer.running_var.numpy(),
-                    "eval": layer(t["test"]).numpy(), "train_last": train_last.numpy()}
+            return {
+                "running_mean": layer.running_mean.numpy(),
+                "running_var": layer.running_var.numpy(),
+                "eval": layer(t["test"]).numpy(),
+                "train_last": train_last.numpy(),
+            }
         if component == "dropout":
             return {"y": nn.Dropout(**kwargs).train()(t["x"]).numpy()}
         if component == "embedding":
