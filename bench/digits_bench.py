@@ -43,7 +43,7 @@ def reference(script: str, flags: list[str], threads: int) -> dict:
 def spotdiff_cell(framework: str, mode: str, threads: int, out: Path) -> dict:
     exp = build_experiment({"tasks": ["digits"], "frameworks": [framework], "modes": [mode], "threads": threads,
                             "device": "cpu", "overrides": {"parity_probe": False}})
-    results, _ = run_experiment(exp, out, index=False, render=False)
+    results, _ = run_experiment(exp, out, index=False, render=False, overwrite=True)
     (cell,) = results["cells"]
     if cell["status"] != "ok":
         raise RuntimeError(f"{framework}-{mode}: {cell['error']}")

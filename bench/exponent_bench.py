@@ -22,7 +22,7 @@ def run_matrix(steps: int, repeats: int, record: bool, out: Path) -> dict:
         {"tasks": ["exponent"], "repeats": repeats, "device": "cpu",
          "overrides": {"steps": steps, "record_series": record}}
     )
-    results, _ = run_experiment(exp, out, index=False, render=False)
+    results, _ = run_experiment(exp, out, index=False, render=False, overwrite=True)
     return results
 
 

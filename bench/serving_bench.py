@@ -133,7 +133,7 @@ def main() -> None:
             "overrides": {"epochs": 1, "parity_probe": False},
         }
     )
-    _, run_dir = run_experiment(exp, args.out / "run", index=False, render=False)
+    _, run_dir = run_experiment(exp, args.out / "run", index=False, render=False, overwrite=True)
     exported = run_export(run_dir, run_dir / "models", list(ALL_FORMATS))
     if exported["failures"]:
         print(f"export failures: {exported['failures']}")

@@ -80,9 +80,17 @@ def _no_worker_left(run_dir, within_s=10.0):
     return not _workers_of(run_dir)
 
 
-def test_ray_results_equal_the_local_executors(local_ray, tmp_path):
-    local, _ = run_experiment(_tiny("local"), tmp_path / "local", render=False)
-    on_ray, run_dir = run_experiment(_tiny("ray"), tmp_path / "ray", render=False)
+@pytest.fixture(scope="module")
+def local_and_ray(local_ray, tmp_path_factory):
+    """The same tiny cells run by the local executor and on Ray: (local, on_ray, ray run_dir)."""
+    root = tmp_path_factory.mktemp("executors")
+    local, _ = run_experiment(_tiny("local"), root / "local", render=False)
+    on_ray, run_dir = run_experiment(_tiny("ray"), root / "ray", render=False)
+    return local, on_ray, run_dir
+
+
+def test_ray_results_equal_the_local_executors(local_and_ray):
+    local, on_ray, run_dir = local_and_ray
 
     def shape(results):
         return [(c["id"], c["status"], sorted(c["metrics"]), sorted(c["series"])) for c in results["cells"]]
@@ -96,6 +104,55 @@ def test_ray_results_equal_the_local_executors(local_ray, tmp_path):
     assert {c["environment"]["node"]["hostname"] for c in on_ray["cells"]}  # where each cell ran
     assert [c["status"] for c in store.cell_metrics(on_ray["run_id"])] == ["ok", "ok"]
     assert (run_dir / "cells" / on_ray["cells"][0]["id"] / "events.jsonl").exists()
+
+
+def test_ray_cells_train_exactly_as_local_ones(local_and_ray):
+    """Same cell, same seed, same numbers: a cell Ray passes on wrongly (params, seed, variant)
+    trains differently and shows here."""
+    local, on_ray, _ = local_and_ray
+    assert [c["id"] for c in on_ray["cells"]] == [c["id"] for c in local["cells"]]
+    for here, there in zip(local["cells"], on_ray["cells"]):
+        assert there["status"] == "ok", there["error"]
+        assert len(here["series"]["phi"]) == len(here["series"]["loss"]) == TINY["steps"]
+        for name in ("phi", "loss"):
+            assert there["series"][name] == pytest.approx(here["series"][name], rel=0, abs=1e-12), name
+        for name in ("final_phi", "final_loss", "phi_error"):
+            assert there["metrics"][name] == pytest.approx(here["metrics"][name], rel=0, abs=1e-12), name
+        assert 1.0 < here["metrics"]["final_phi"] < 3.0  # 20 steps from phi = 1 towards the true 3
+
+
+def test_logs_of_an_earlier_run_are_replaced_on_the_driver(local_ray, tmp_path):
+    """A node without the driver's filesystem sends its logs back: they replace the older ones."""
+    from spotdiff.executors.local import CellOutcome
+    from spotdiff.executors.ray_executor import RayExecutor
+    from spotdiff.experiment import expand
+
+    (cell,) = expand(_tiny("ray", frameworks=["jax"]))
+    cell_dir = tmp_path / "cells" / cell.id
+    cell_dir.mkdir(parents=True)
+    (cell_dir / "stderr.log").write_text("the earlier run's stderr")
+    answer = {"outcome": CellOutcome(cell, "ok"), "files": {"stderr.log": b"this run's stderr"}}
+    RayExecutor(None)._collect(ray.put(answer), cell, "node", tmp_path)
+    assert (cell_dir / "stderr.log").read_text() == "this run's stderr"
+
+
+def test_a_node_sends_no_logs_of_an_earlier_run(local_ray, monkeypatch):
+    """A node that cannot create the driver's folder keeps cells in a fallback folder named after
+    the run folder; a cell that writes no log this time (a skipped one) sends none back."""
+    from spotdiff.executors.local import CellOutcome
+    from spotdiff.experiment import expand
+
+    run_dir = "/proc/spotdiff-no-such-run"  # cannot be created: the node falls back
+    (cell,) = expand(_tiny("ray", frameworks=["jax"]))
+    stale = ray_task.fallback_cells_root(run_dir) / cell.id
+    stale.mkdir(parents=True, exist_ok=True)
+    for name in ray_task.LOG_FILES:
+        (stale / name).write_text("from the earlier run")
+    skipped = lambda cell, cell_dir, timeout_s: CellOutcome(cell, "skipped")  # noqa: E731 - writes no log
+    monkeypatch.setattr(ray_task.local, "run_cell", skipped)
+    answer = ray_task.run_cell_on_node(cell.model_dump_json(), run_dir, 60.0)
+    assert answer["files"] == {}
+    assert answer["outcome"].environment["node"]["cell_dir"] == str(stale)
 
 
 def test_a_ray_worker_killed_mid_cell_is_a_failed_cell_and_the_run_goes_on(local_ray, tmp_path):

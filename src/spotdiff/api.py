@@ -121,11 +121,13 @@ def run(
     variants: str | Iterable[str] | None = None,
     out: str | Path | None = None,
     report: bool = True,
+    overwrite: bool = False,
     **options: Any,
 ) -> Results:
     """Run a comparison. `options` are experiment settings (seed, repeats, threads, device,
     cell_timeout_s, executor="ray" and address for a Ray cluster) or task options (anything
-    `--set` takes, e.g. steps=500, optimizer="adam")."""
+    `--set` takes, e.g. steps=500, optimizer="adam"). An `out` folder that holds a run raises
+    UserError unless `overwrite=True` replaces it."""
     from spotdiff.orchestrate import run_experiment
 
     settings: dict[str, Any] = {"overrides": {}}
@@ -135,5 +137,5 @@ def run(
         if value is not None:
             settings[key] = _as_list(value)
     exp = build_experiment(settings)
-    data, run_dir = run_experiment(exp, Path(out) if out else None, render=report)
+    data, run_dir = run_experiment(exp, Path(out) if out else None, render=report, overwrite=overwrite)
     return Results(data, run_dir)

@@ -51,6 +51,7 @@ def run(
     hparams: Optional[str] = typer.Option(None, "--hparams", help="aligned | native: pass every optimiser setting, or leave unset ones to each framework's defaults (default aligned)"),
     config: Optional[Path] = typer.Option(None, "--config", help="experiment TOML file"),
     out: Optional[Path] = typer.Option(None, "--out", help="run directory (default runs/<timestamp>)"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="replace a run in --out (default: refuse)"),
     task_module: list[Path] = typer.Option(None, "--task-module", help="your own task: a spec.py or its folder (repeatable)"),
     executor: Optional[str] = typer.Option(None, "--executor", help="local | ray: where cells run (default local)"),
     address: Optional[str] = typer.Option(None, "--address", help="Ray cluster HOST:PORT for --executor ray (default: start a local Ray)"),
@@ -63,6 +64,7 @@ def run(
     settings: dict[str, Any] = load_toml(config) if config else {}
     out = out or (Path(settings.pop("out")) if "out" in settings else None)
     settings.pop("out", None)
+    overwrite = overwrite or settings.pop("overwrite", False)
     overrides = dict(settings.get("overrides", {}))
     overrides.update(parse_set(set_ or []))
     if steps is not None:
@@ -109,8 +111,10 @@ def run(
             f"({outcome.wall_s:.1f} s) {detail}", highlight=False,
         )
 
+    warnings: list[str] = []  # printed last, after the tables, where they are seen
     try:
-        results, run_dir = run_experiment(exp, out, on_start=on_start, on_done=on_done)
+        results, run_dir = run_experiment(exp, out, on_start=on_start, on_done=on_done,
+                                          overwrite=overwrite, on_warning=warnings.append)
     except KeyboardInterrupt:
         status_line.stop()
         err_console.print("interrupted: finished cells kept in results.json, report written")
@@ -121,6 +125,8 @@ def run(
         console.print(line, highlight=False)
     console.print(f"results: {run_dir / 'results.json'}")
     console.print(f"report:  {run_dir / 'report.html'}")
+    for warning in warnings:
+        err_console.print(f"spotdiff: warning: {warning}", highlight=False, markup=False)
 
 
 @app.command("list")

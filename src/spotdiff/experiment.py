@@ -90,6 +90,10 @@ def validate(exp: Experiment) -> Experiment:
                 raise UserError(f"unknown variant {variant!r}; choose from: {', '.join(valid)}")
     if exp.address is not None and exp.executor != "ray":
         raise UserError("--address is the Ray cluster to run on: it needs --executor ray")
+    cores = len(os.sched_getaffinity(0))
+    if exp.executor == "local" and exp.threads > cores:  # a Ray node's cores are checked on the cluster
+        raise UserError(f"--threads {exp.threads} is more than the {cores} cores this process may use; "
+                        f"use --threads {cores} or fewer (oversubscribed cells time the scheduler)")
     from spotdiff.distributed import check_workers
 
     check_workers(exp.tasks, exp.workers, exp.threads, exp.overrides)
@@ -157,10 +161,12 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise UserError(f"malformed TOML in {path}: {error}") from None
     if "set" in data:
         data["overrides"] = data.pop("set")
-    allowed = set(Experiment.model_fields) | {"out"}
+    allowed = set(Experiment.model_fields) | {"out", "overwrite"}
     unknown = sorted(set(data) - allowed)
     if unknown:
         raise UserError(f"unknown key(s) in {path}: {', '.join(unknown)}; allowed: {', '.join(sorted((allowed | {'set'}) - {'overrides'}))}")
+    if not isinstance(data.get("overwrite", False), bool):
+        raise UserError(f"overwrite in {path} must be true or false, got {data['overwrite']!r}")
     return data
 
 

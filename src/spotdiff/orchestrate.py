@@ -3,18 +3,16 @@
 from __future__ import annotations
 
 import time
+import warnings
 from pathlib import Path
 from typing import Any, Callable
 
 from spotdiff import executors
 from spotdiff.executors.local import CellOutcome
 from spotdiff.experiment import Cell, Experiment, expand, task_params
-from spotdiff.record import environment, results as results_file, store
+from spotdiff.record import environment, run_folder, store
+from spotdiff.record import results as results_file
 from spotdiff.tasks import get_spec
-
-
-def default_run_dir() -> Path:
-    return Path("runs") / time.strftime("%Y%m%d-%H%M%S")
 
 
 def compute_parity(cells: list[dict[str, Any]], exp: Experiment) -> dict[str, Any]:
@@ -32,13 +30,22 @@ def run_experiment(
     on_done: Callable[[CellOutcome], None] = lambda outcome: None,
     index: bool = True,
     render: bool = True,
+    overwrite: bool = False,
+    on_warning: Callable[[str], None] = warnings.warn,
 ) -> tuple[dict[str, Any], Path]:
     """Run every cell of `exp`; return (results, run_dir). On Ctrl-C the finished cells are kept,
-    the report is still written, and KeyboardInterrupt is re-raised."""
+    the report is still written, and KeyboardInterrupt is re-raised.
+
+    `run_dir` None: a new `runs/<timestamp>[-N]`. A `run_dir` that holds a run raises UserError
+    unless `overwrite` (then the old run is removed first). A history store that cannot be written
+    does not fail the run: `on_warning` gets one line saying why and how to recover."""
     cells = expand(exp)
     executor = executors.start(exp)  # connects to a cluster first: a bad address writes no run directory
-    run_dir = Path(run_dir or default_run_dir())
-    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        run_dir = run_folder.claim(Path(run_dir) if run_dir else None, overwrite)
+    except BaseException:
+        executor.close()
+        raise
     results: dict[str, Any] = {
         "schema": results_file.SCHEMA_VERSION,
         "run_id": f"{run_dir.resolve().name}-{int(time.time() * 1000) % 100000:05d}",
@@ -75,7 +82,10 @@ def run_experiment(
     results["parity"] = compute_parity(results["cells"], exp)
     results_file.write(path, results)
     if index:
-        store.index_run(results, run_dir)
+        try:
+            store.index_run(results, run_dir)
+        except store.StoreError as error:  # the results are on disk: the run itself succeeded
+            on_warning(f"results kept in {run_dir}, but not in the history: {error}")
     if render:
         from spotdiff.report.html import render_report
 

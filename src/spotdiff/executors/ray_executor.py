@@ -141,9 +141,8 @@ class RayExecutor:
             return _lost(cell, error, node)
         cell_dir = run_dir / "cells" / cell.id
         cell_dir.mkdir(parents=True, exist_ok=True)
-        for name, data in answer["files"].items():  # from a node without our filesystem
-            if not (cell_dir / name).exists():
-                (cell_dir / name).write_bytes(data)
+        for name, data in answer["files"].items():  # this run's logs, also from a node without our filesystem
+            (cell_dir / name).write_bytes(data)
         return answer["outcome"]
 
     def run_cells(
@@ -161,6 +160,7 @@ class RayExecutor:
                 while pending and (node := _free_node(pending[0], nodes, {n for _, n in running.values()})):
                     cell = pending.popleft()
                     on_start(cell)
+                    ray_task.remove_logs(run_dir / "cells" / cell.id)  # a lost cell shows no older logs
                     running[self._submit(cell, node, nodes[node], run_dir, timeout_s)] = (cell, node)
                 if not running:  # nothing runs and nothing fits: no node can take these cells
                     largest = max((r.get("CPU", 0) for r in _alive_nodes().values()), default=0)

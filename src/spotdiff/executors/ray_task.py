@@ -72,6 +72,13 @@ def reap_orphans(run_dir: str) -> list[int]:
     return killed
 
 
+def remove_logs(cell_dir: Path) -> None:
+    """Delete a cell folder's log files, so that a folder reused by a later run (or a node's
+    fallback folder, named after the run folder) never shows an earlier run's logs."""
+    for name in LOG_FILES:
+        (cell_dir / name).unlink(missing_ok=True)
+
+
 def _log_files(cell_dir: Path) -> dict[str, bytes]:
     files = {}
     for name in LOG_FILES:
@@ -93,6 +100,7 @@ def run_cell_on_node(cell_json: str, run_dir: str, timeout_s: float) -> dict[str
     cell = Cell.model_validate_json(cell_json)
     reap_orphans(run_dir)
     cell_dir = node_cell_dir(run_dir, cell.id)
+    remove_logs(cell_dir)
     outcome = local.run_cell(cell, cell_dir, timeout_s)
     outcome.environment["node"] = {
         "hostname": socket.gethostname(),

@@ -1,12 +1,19 @@
-"""SQLite history of runs (default ~/.spotdiff/history.sqlite; SPOTDIFF_HOME moves it)."""
+"""SQLite history of runs (default ~/.spotdiff/history.sqlite; SPOTDIFF_HOME moves it).
+
+One row per run folder: re-indexing a folder (a run replaced with --overwrite) replaces its row.
+A store that cannot be opened or written raises StoreError, one line saying how to recover.
+"""
 
 from __future__ import annotations
 
 import json
 import os
 import sqlite3
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
+
+from spotdiff.errors import UserError
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -32,6 +39,39 @@ CREATE TABLE IF NOT EXISTS cells (
 );
 """
 
+SCHEMA_VERSION = 1  # PRAGMA user_version; 1: one run per folder (UNIQUE index on runs.path)
+
+
+class StoreError(UserError):
+    """The history store cannot be read or written (damaged, locked, not writable)."""
+
+
+def _store_error(path: Path, error: Exception) -> StoreError:
+    reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    if isinstance(error, sqlite3.DatabaseError) and not isinstance(error, sqlite3.OperationalError):
+        return StoreError(f"the history store {path} is damaged ({reason}); move it away "
+                          f"(mv {path} {path}.damaged) and the next run starts a new one")
+    return StoreError(f"the history store {path} cannot be used ({reason}); "
+                      f"check it, or set SPOTDIFF_HOME to another folder")
+
+
+def _migrate(conn: sqlite3.Connection) -> None:
+    """Bring an older store up to SCHEMA_VERSION; safe when several processes open it at once."""
+    if conn.execute("PRAGMA user_version").fetchone()[0] >= SCHEMA_VERSION:
+        return
+    conn.execute("BEGIN IMMEDIATE")  # one migrating process at a time; the others wait, then see it done
+    try:
+        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+            # Stores from before version 1 may hold several runs of one folder: keep the last indexed.
+            conn.execute("DELETE FROM runs WHERE rowid NOT IN (SELECT max(rowid) FROM runs GROUP BY path)")
+            conn.execute("DELETE FROM cells WHERE run_id NOT IN (SELECT run_id FROM runs)")
+            conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_folder ON runs(path)")
+            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        conn.commit()
+    except BaseException:
+        conn.rollback()
+        raise
+
 
 def home() -> Path:
     return Path(os.environ.get("SPOTDIFF_HOME", Path.home() / ".spotdiff"))
@@ -42,26 +82,52 @@ def db_path() -> Path:
 
 
 def connect(path: Path | None = None) -> sqlite3.Connection:
+    """An open store at `path` (default db_path()), created or migrated as needed."""
     path = path or db_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    conn = sqlite3.connect(path)
-    conn.row_factory = sqlite3.Row
-    conn.execute("PRAGMA foreign_keys = ON")
-    conn.executescript(SCHEMA)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        conn = sqlite3.connect(path)
+    except (OSError, sqlite3.Error) as error:
+        raise _store_error(path, error) from None
+    try:
+        conn.row_factory = sqlite3.Row
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.executescript(SCHEMA)
+        _migrate(conn)
+    except sqlite3.Error as error:
+        conn.close()
+        raise _store_error(path, error) from None
     return conn
 
 
+@contextmanager
+def _open(path: Path | None) -> Iterator[sqlite3.Connection]:
+    """connect(), with any SQLite error on the way turned into StoreError; always closed."""
+    target = path or db_path()
+    conn = connect(target)
+    try:
+        yield conn
+    except sqlite3.Error as error:
+        raise _store_error(target, error) from None
+    finally:
+        conn.close()
+
+
 def index_run(results: dict[str, Any], run_dir: Path, path: Path | None = None) -> None:
-    """Insert or replace one run and its cells (idempotent: re-indexing a run updates it)."""
+    """Insert or replace one run and its cells (idempotent: re-indexing a run updates it). A run
+    indexed for a folder replaces whichever run pointed at that folder before."""
     env = results.get("environment", {})
     cells = results.get("cells", [])
     count = {s: sum(1 for c in cells if c["status"] == s) for s in ("ok", "failed", "skipped")}
-    with connect(path) as conn:
+    folder = str(Path(run_dir).resolve())
+    with _open(path) as conn, conn:
+        conn.execute("DELETE FROM cells WHERE run_id IN (SELECT run_id FROM runs WHERE path = ?)", (folder,))
+        conn.execute("DELETE FROM runs WHERE path = ?", (folder,))
         conn.execute("DELETE FROM cells WHERE run_id = ?", (results["run_id"],))
         conn.execute(
             "INSERT OR REPLACE INTO runs VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
             (
-                results["run_id"], str(Path(run_dir).resolve()), env.get("started_at"),
+                results["run_id"], folder, env.get("started_at"),
                 results.get("status"),
                 ",".join(sorted({c["task"] for c in cells})),
                 ",".join(sorted({c["framework"] for c in cells})),
@@ -77,7 +143,6 @@ def index_run(results: dict[str, Any], run_dir: Path, path: Path | None = None) 
                 for c in cells
             ],
         )
-    conn.close()
 
 
 def list_runs(limit: int = 50, path: Path | None = None) -> list[dict[str, Any]]:
@@ -85,20 +150,14 @@ def list_runs(limit: int = 50, path: Path | None = None) -> list[dict[str, Any]]
     target = path or db_path()
     if not target.exists():
         return []
-    conn = connect(target)
-    try:
+    with _open(target) as conn:
         rows = conn.execute(
             "SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,)
         ).fetchall()
-    finally:
-        conn.close()
     return [dict(row) for row in rows]
 
 
 def cell_metrics(run_id: str, path: Path | None = None) -> list[dict[str, Any]]:
-    conn = connect(path)
-    try:
+    with _open(path) as conn:
         rows = conn.execute("SELECT * FROM cells WHERE run_id = ?", (run_id,)).fetchall()
-    finally:
-        conn.close()
     return [{**dict(row), "metrics": json.loads(row["metrics"])} for row in rows]
