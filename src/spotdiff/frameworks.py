@@ -66,6 +66,11 @@ FRAMEWORKS: dict[str, Framework] = {
     "torch": Framework("torch", "PyTorch", "torch", "torch", "torch"),
     "tensorflow": Framework("tensorflow", "TensorFlow", "tensorflow", "tensorflow", "tf"),
     "jax": Framework("jax", "JAX", "jax", "jax", "jax"),
+    "keras": Framework("keras", "Keras", "keras", "keras", "keras", backend_modes(
+        "KERAS_BACKEND", "jit_compile",
+        {"jax": (("eager",), ("jit",)), "tensorflow": (("graph", "fit"), ("xla",)),
+         "torch": (("eager",), ("compile",))},
+    )),
 }
 
 ALIASES = {"pytorch": "torch", "tf": "tensorflow"}
