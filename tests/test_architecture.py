@@ -32,6 +32,8 @@ def test_parent_side_imports_no_framework():
 SHARED_FUNCTIONS = {
     "exponent": {"loss_fn", "make_optimizer", "build_runner"},
     "digits": {"build_model", "evaluate", "parity_probe", "run"},
+    "sequences": {"build_model", "build_runner", "parity_probe", "run"},
+    "trees": {"build_model", "build_runner", "parity_probe", "run"},
 }
 
 

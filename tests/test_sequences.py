@@ -94,6 +94,21 @@ def test_every_strategy_and_framework_starts_from_the_same_loss(sequences_run):
     assert sequences_run["parity"]["sequences"]["probe"]["passed"]
 
 
+def test_gradients_and_one_step_agree_through_every_strategy(sequences_run):
+    """Each cell's probe runs one SGD step through its own mode's step (tf.function, jit, packed);
+    every parameter's gradient and value after the step agree across all pairs. PyTorch trains one
+    LSTM bias like the others, so the summed bias moves by the same step."""
+    probe = sequences_run["parity"]["sequences"]["probe"]
+    assert probe["verdict"] == "PASS" and probe["cells"] == len(MATRIX) and not probe["not_compared"]
+    checks = {c["label"]: c for c in probe["checks"]}
+    assert checks["gradients"]["passed"] and checks["gradients"]["ratio"] < 0.1
+    assert checks["parameters after one step"]["passed"]
+    expected = {"embedding", "lstm_kernel", "lstm_recurrent", "lstm_bias", "fc_kernel", "fc_bias"}
+    for cell in sequences_run["cells"]:
+        with np.load(cell["artifacts"]["parity_probe"]) as arrays:
+            assert {n.split(":", 1)[1] for n in arrays.files if n.startswith("param:")} == expected, cell["id"]
+
+
 def test_packing_removes_waste_and_padding_to_the_maximum_adds_most(sequences_run):
     waste = {mode: _cell(sequences_run, "torch", mode)["metrics"]["padding_waste"] for mode in spec.STRATEGIES}
     assert waste["packed"] == 1.0 < waste["pad-batch"] < waste["pad-max"]

@@ -140,6 +140,20 @@ def test_every_mode_of_a_framework_reaches_the_same_loss_on_the_same_batch(trees
     assert trees_run["parity"]["trees"]["probe"]["passed"]
 
 
+def test_gradients_and_one_step_agree_through_every_mode(trees_run):
+    """Each cell's probe runs one SGD step through its own mode's step; every parameter's gradient
+    and value after the step agree across all pairs."""
+    probe = trees_run["parity"]["trees"]["probe"]
+    assert probe["verdict"] == "PASS" and probe["cells"] == len(MATRIX) and not probe["not_compared"]
+    checks = {c["label"]: c for c in probe["checks"]}
+    assert checks["gradients"]["passed"] and checks["gradients"]["ratio"] < 0.1
+    assert checks["parameters after one step"]["passed"]
+    for cell in trees_run["cells"]:
+        with np.load(cell["artifacts"]["parity_probe"]) as arrays:
+            names = {n.split(":", 1)[1] for n in arrays.files if n.startswith("grad:")}
+        assert names == set(spec.shared_weights(spec.TreesParams(**TINY), 0)), cell["id"]
+
+
 def test_per_structure_graphs_compile_once_per_distinct_structure(trees_run):
     data = spec.build_data(spec.TreesParams(**TINY), SEED)
     distinct = spec.distinct_structures(data)

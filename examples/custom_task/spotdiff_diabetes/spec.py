@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import itertools
 from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from spotdiff.parity import Check, compare, legacy_keys
 from spotdiff.tasks.base import TaskSpec
 
-PARITY_LOSS_TOL = 1e-4  # max |loss_a(t) - loss_b(t)| over the run, float32, standardised targets
+PARITY_LOSS_TOL = 1e-4  # max |loss_a(t) - loss_b(t)| over the run, absolute, float32, standardised targets
 
 
 class DiabetesParams(BaseModel):
@@ -50,19 +50,16 @@ def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], para
     return {}
 
 
+def _read_loss(cell: dict[str, Any]) -> dict[str, Any] | None:
+    loss = (cell.get("series") or {}).get("loss")
+    return {"loss": loss} if loss else None
+
+
 def parity(cells: list[dict[str, Any]], params: DiabetesParams) -> dict[str, Any]:
-    ok = [c for c in cells if c["status"] == "ok" and c["series"].get("loss")]
-    worst, pair = 0.0, None
-    for a, b in itertools.combinations(ok, 2):
-        la, lb = np.asarray(a["series"]["loss"]), np.asarray(b["series"]["loss"])
-        n = min(len(la), len(lb))
-        deviation = float(np.max(np.abs(la[:n] - lb[:n]))) if n else 0.0
-        if pair is None or deviation > worst:
-            worst, pair = deviation, [f"{a['framework']}-{a['mode']}", f"{b['framework']}-{b['mode']}"]
-    return {"adam": {
-        "summary": f"max |Δloss(t)| = {worst:.2e} ({' vs '.join(pair or ['-'])}; tol {PARITY_LOSS_TOL:g}), {len(ok)} cells",
-        "passed": worst <= PARITY_LOSS_TOL, "max_loss_dev": worst, "pair": pair, "cells": len(ok),
-    }}
+    """Every pair of ok cells: the loss at every step within PARITY_LOSS_TOL (spotdiff.parity:
+    NaN/inf or different lengths fail; fewer than two cells are not compared)."""
+    result = compare(cells, [Check("loss", "loss(t)", atol=PARITY_LOSS_TOL)], _read_loss)
+    return {"adam": {**result, **legacy_keys(result, {"loss(t)": "loss"})}}
 
 
 SPEC = TaskSpec(

@@ -147,21 +147,35 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def parity_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
-    """Per task and variant: verdict and every `max_<name>_dev` check with its pair and tolerance."""
+    """Per task and variant: the verdict (PASS / FAIL / not compared), each check's worst deviation
+    with its pair and tolerance, the failures, and the cells that were not compared."""
     rows = []
     for task, by_variant in (results.get("parity") or {}).items():
         for variant, parity in (by_variant or {}).items():
             if not isinstance(parity, dict):
                 continue
             checks = []
-            for key, deviation in parity.items():
-                match = re.fullmatch(r"max_(\w+)_dev", key)
-                if match:
-                    name = match.group(1)
-                    pair = parity.get(f"{name}_pair") or []
-                    checks.append({"name": name, "deviation": deviation, "tol": parity.get(f"{name}_tol"),
-                                   "pair": " vs ".join(map(str, pair)) or "–"})
-            rows.append({"task": task, "variant": variant, "passed": parity.get("passed"),
+            if isinstance(parity.get("checks"), list):  # spotdiff.parity.compare
+                for check in parity["checks"]:
+                    checks.append({"name": check.get("name") or check.get("label"),
+                                   "deviation": check.get("deviation"), "tol": check.get("tol"),
+                                   "tolerance": check.get("tolerance"),
+                                   "pair": " vs ".join(map(str, check.get("pair") or [])) or "–"})
+            else:  # results.json written before the helper: max_<name>_dev, <name>_pair, <name>_tol
+                for key, deviation in parity.items():
+                    match = re.fullmatch(r"max_(\w+)_dev", key)
+                    if match:
+                        name = match.group(1)
+                        pair = parity.get(f"{name}_pair") or []
+                        checks.append({"name": name, "deviation": deviation, "tol": parity.get(f"{name}_tol"),
+                                       "pair": " vs ".join(map(str, pair)) or "–"})
+            passed = parity.get("passed")
+            rows.append({"task": task, "variant": variant, "passed": passed,
+                         "verdict": parity.get("verdict") or ("not compared" if passed is None else
+                                                             "pass" if passed else "fail"),
+                         "failed_cells": parity.get("failed_cells") or 0,
+                         "not_compared": parity.get("not_compared") or [],
+                         "failures": [f.get("reason", "") for f in parity.get("failures") or []],
                          "cells": parity.get("cells"), "checks": checks, "summary": parity.get("summary")})
     return rows
 

@@ -63,8 +63,11 @@ def parity_lines(results: dict[str, Any]) -> list[str]:
     for task, by_variant in (results.get("parity") or {}).items():
         for variant, p in by_variant.items():
             passed = p.get("passed")
-            verdict = "[dim]n/a[/]" if passed is None else "[green]PASS[/]" if passed else "[red]FAIL[/]"
-            lines.append(f"parity {task}/{variant}: {verdict} {p.get('summary', '')}")
+            label = p.get("verdict") or ("not compared" if passed is None else "PASS" if passed else "FAIL")
+            verdict = f"[dim]{label}[/]" if passed is None else "[green]PASS[/]" if passed else "[red]FAIL[/]"
+            failed = p.get("failed_cells") or 0
+            note = f" [red]({failed} failed cell{'s' if failed > 1 else ''})[/]" if failed else ""
+            lines.append(f"parity {task}/{variant}: {verdict}{note} {p.get('summary', '')}")
     return lines
 
 

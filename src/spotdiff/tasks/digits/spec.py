@@ -8,22 +8,28 @@ accuracy for every lr/momentum tried (0.02-0.2, 0.5-0.9); 10 epochs put every fr
 
 from __future__ import annotations
 
-import itertools
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
 from spotdiff.tasks.digits import data as datasets
 from spotdiff.tasks.digits import models
 
-PROBE_TOL = 1e-4  # first-batch logits and every parameter's gradient, max abs diff, float32
+PROBE_TOL = 1e-4  # first-batch logits (absolute) and gradients (relative to each one's size), float32
 # First-epoch loss curves with dropout off: float32 sums in different orders (im2col vs direct
 # convolutions, NCHW vs NHWC) differ by ~1e-6 relative per op; over one epoch of SGD with momentum
 # 0.9 those differences are amplified but stay far below the loss's own change per step (~1e-2).
 CURVE_TOL = 1e-3
+PROBE_CHECKS = (
+    Check("logits", "logits", atol=PROBE_TOL),  # absolute, first batch (B, 10)
+    # Per parameter, relative to that gradient's largest |value| (plus a floor for tiny ones).
+    Check("grad", "gradients", atol=1e-7, rtol=PROBE_TOL, relative_to="magnitude"),
+    Check("curve", "first-epoch loss", atol=CURVE_TOL),  # absolute, every step of epoch 1
+)
 
 
 class DigitsParams(BaseModel):
@@ -137,38 +143,11 @@ def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], para
     return derived
 
 
-def _max_diff(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.max(np.abs(a.astype(np.float64) - b.astype(np.float64)))) if a.size else 0.0
-
-
 def parity(cells: list[dict[str, Any]], params: DigitsParams) -> dict[str, Any]:
-    """Pairwise agreement of the parity probes (shared init, dropout off, same batch order)."""
-    probes = {}
-    for cell in cells:
-        path = cell.get("artifacts", {}).get("parity_probe")
-        if cell["status"] == "ok" and path and Path(path).exists():
-            probes[f"{cell['framework']}-{cell['mode']}"] = dict(np.load(path))
-    pairs = []
-    for (a, pa), (b, pb) in itertools.combinations(probes.items(), 2):
-        grads = [k for k in pa if k.startswith("grad:") and k in pb]
-        n = min(len(pa["curve"]), len(pb["curve"]))
-        pairs.append({
-            "pair": [a, b],
-            "logits": _max_diff(pa["logits"], pb["logits"]),
-            "gradients": max((_max_diff(pa[k], pb[k]) for k in grads), default=0.0),
-            "worst_gradient": max(grads, key=lambda k: _max_diff(pa[k], pb[k]), default="")[5:],
-            "first_epoch_loss": _max_diff(pa["curve"][:n], pb["curve"][:n]),
-        })
-    worst = {key: max(pairs, key=lambda p: p[key], default=None) for key in ("logits", "gradients", "first_epoch_loss")}
-    passed = all(p["logits"] <= PROBE_TOL and p["gradients"] <= PROBE_TOL and p["first_epoch_loss"] <= CURVE_TOL for p in pairs)
-    summary = ", ".join(
-        f"max |Δ{key}| = {w[key]:.1e} ({' vs '.join(w['pair'])})" for key, w in worst.items() if w
-    ) or "no probes"
-    return {"probe": {
-        "summary": f"{summary}; tol {PROBE_TOL:g} (logits, gradients), {CURVE_TOL:g} (loss curve); {len(probes)} cells",
-        "passed": passed if pairs else None,
-        "pairs": pairs, "probe_tol": PROBE_TOL, "curve_tol": CURVE_TOL, "cells": len(probes),
-    }}
+    """Every pair of ok cells' parity probes (shared init, dropout off, same batch order) within
+    PROBE_CHECKS (spotdiff.parity: NaN/inf or different lengths fail; fewer than two: not compared)."""
+    result = compare(cells, list(PROBE_CHECKS), npz_reader("parity_probe"))
+    return {"probe": {**result, "probe_tol": PROBE_TOL, "curve_tol": CURVE_TOL}}
 
 
 # `--workers N`: the mode each framework's data-parallel engine (*_dp_impl.py) runs, named after

@@ -6,18 +6,25 @@ Neutral facts only: data, hyper-parameters, derived metrics and parity tolerance
 
 from __future__ import annotations
 
-import itertools
 from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
+from spotdiff.parity import Check, compare, legacy_keys
 from spotdiff.tasks.base import TaskSpec
 
 # Learning rates chosen once so that every variant converges well inside the default 2000 steps.
 DEFAULT_LR = {"manual": 1.0, "sgd": 0.1, "adam": 0.01, "rmsprop": 0.01}
-PARITY_TRAJECTORY_TOL = 1e-3  # max |phi_a(t) - phi_b(t)| over all steps, float32
-PARITY_FINAL_TOL = 1e-4  # |final phi_a - final phi_b|
+PARITY_TRAJECTORY_TOL = 1e-3  # max |phi_a(t) - phi_b(t)| over all steps, float32, absolute
+PARITY_FINAL_TOL = 1e-4  # |final phi_a - final phi_b|, absolute
+PARITY_CHECKS = (
+    Check("phi", "phi(t)", atol=PARITY_TRAJECTORY_TOL),
+    Check("final_phi", "final phi", atol=PARITY_FINAL_TOL),
+    # The loss spans ~1e-1 to ~1e-12 over a run: relative to each value, with an absolute floor for
+    # the converged tail where both frameworks sit at rounding level.
+    Check("loss", "loss(t)", atol=1e-6, rtol=1e-3),
+)
 # hparams=aligned passes these to every framework when the user did not set them; hparams=native
 # leaves them to each framework (Keras Adam eps 1e-7 vs 1e-8, RMSprop rho 0.9 vs torch alpha 0.99).
 ALIGNED_OPTIMIZER_DEFAULTS = {"rho": 0.9, "eps": 1e-7}
@@ -99,46 +106,30 @@ def derive_metrics(
     return derived
 
 
+def _read_run(cell: dict[str, Any]) -> dict[str, Any] | None:
+    """phi and loss at every step and the final phi; None when the cell recorded no series."""
+    series, final_phi = cell.get("series") or {}, (cell.get("metrics") or {}).get("final_phi")
+    if not series.get("phi"):
+        return None
+    final = [np.nan if final_phi is None else final_phi]
+    return {"phi": series["phi"], "loss": series.get("loss") or [], "final_phi": final}
+
+
 def parity(cells: list[dict[str, Any]], params: ExponentParams) -> dict[str, Any]:
-    """Largest pairwise deviation of phi trajectories and final phi, per variant (ok cells only)."""
+    """Per variant, every pair of ok cells: phi(t), loss(t) and final phi within PARITY_CHECKS
+    (spotdiff.parity: NaN/inf or different lengths fail; fewer than two cells are not compared)."""
     by_variant: dict[str, list[dict[str, Any]]] = {}
     for cell in cells:
-        if cell["status"] == "ok" and cell["series"].get("phi"):
-            by_variant.setdefault(cell["variant"], []).append(cell)
+        by_variant.setdefault(cell["variant"], []).append(cell)
     report: dict[str, Any] = {}
     for variant, group in by_variant.items():
-        worst_traj, worst_final = (0.0, None), (0.0, None)
-        for a, b in itertools.combinations(group, 2):
-            pa, pb = np.asarray(a["series"]["phi"]), np.asarray(b["series"]["phi"])
-            n = min(len(pa), len(pb))
-            pair = [f"{a['framework']}-{a['mode']}", f"{b['framework']}-{b['mode']}"]
-            traj = float(np.max(np.abs(pa[:n] - pb[:n]))) if n else 0.0
-            final = abs(a["metrics"]["final_phi"] - b["metrics"]["final_phi"])
-            if worst_traj[1] is None or traj > worst_traj[0]:
-                worst_traj = (traj, pair)
-            if worst_final[1] is None or final > worst_final[0]:
-                worst_final = (final, pair)
-        pair = " vs ".join(worst_traj[1] or ["-"])
-        report[variant] = {
-            "summary": (
-                f"max |Δphi(t)| = {worst_traj[0]:.2e} ({pair}; tol {PARITY_TRAJECTORY_TOL:g}), "
-                f"max |Δ final phi| = {worst_final[0]:.2e} (tol {PARITY_FINAL_TOL:g}), {len(group)} cells"
-            ),
-            "cells": len(group),
-            "max_trajectory_dev": worst_traj[0],
-            "trajectory_pair": worst_traj[1],
-            "max_final_dev": worst_final[0],
-            "final_pair": worst_final[1],
-            "trajectory_tol": PARITY_TRAJECTORY_TOL,
-            "final_tol": PARITY_FINAL_TOL,
-            "passed": worst_traj[0] <= PARITY_TRAJECTORY_TOL and worst_final[0] <= PARITY_FINAL_TOL,
-        }
-        if variant == "optimizer" and params.hparams == "native":  # a difference here is the finding
-            report[variant]["summary"] = (
-                "not expected with --hparams native (each framework's own optimizer defaults): "
-                + report[variant]["summary"]
-            )
-            report[variant].update(passed=None, expected=False)
+        result = compare(group, list(PARITY_CHECKS), _read_run)
+        report[variant] = {**result, **legacy_keys(result, {"phi(t)": "trajectory", "final phi": "final"})}
+        broken = any(f["kind"] != "tolerance" for f in result["failures"])
+        if variant == "optimizer" and params.hparams == "native" and not broken:  # differing is the finding
+            report[variant]["summary"] = ("not expected with --hparams native (each framework's own "
+                                          "optimizer defaults): " + report[variant]["summary"])
+            report[variant].update(passed=None, expected=False, verdict="not expected")
     return report
 
 

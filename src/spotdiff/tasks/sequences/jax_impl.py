@@ -12,6 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from spotdiff import parity
 from spotdiff.backends.jax import weights
 from spotdiff.tasks.sequences import spec as neutral
 
@@ -79,9 +80,10 @@ def evaluate(model, data, mode: str, params) -> float:
     return correct / len(data["y_test"])
 
 
-def build_runner(optimizer, mode: str):
+def build_runner(optimizer, mode: str, return_grads: bool = False):
     """The jitted train step and a list whose length is its number of traces (= compilations:
-    jit compiles once per new input shape, and each trace runs this Python body once)."""
+    jit compiles once per new input shape, and each trace runs this Python body once). The step
+    returns (model, opt_state, loss), plus the gradients with `return_grads` (the parity probe)."""
     traces: list[tuple] = []
 
     @jax.jit
@@ -89,9 +91,21 @@ def build_runner(optimizer, mode: str):
         traces.append(tokens.shape)
         loss, grads = jax.value_and_grad(loss_fn)(model, tokens, lengths, labels, mode == "packed")
         updates, opt_state = optimizer.update(grads, opt_state, model)
-        return optax.apply_updates(model, updates), opt_state, loss
+        updated = optax.apply_updates(model, updates)
+        return (updated, opt_state, loss, grads) if return_grads else (updated, opt_state, loss)
 
     return step, traces
+
+
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the probe's (in, out) layout."""
+    model = build_model(params, data)
+    optimizer = optax.sgd(params.lr)
+    step, _ = build_runner(optimizer, mode, return_grads=True)
+    probe = batch_arrays(data, "train", neutral.probe_batch(data, params.batch_size), mode, params.max_len)
+    model, _, loss, grads = step(model, optimizer.init(model), *probe)
+    return parity.save_probe(cell_dir, float(loss), jax.device_get(grads), jax.device_get(model))
 
 
 def run(cell, params, data, cell_dir: Path):
@@ -115,4 +129,7 @@ def run(cell, params, data, cell_dir: Path):
                                      compilations=len(traces),
                                      test_accuracy=evaluate(model, data, cell.mode, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts

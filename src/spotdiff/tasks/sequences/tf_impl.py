@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from spotdiff import parity
 from spotdiff.backends.tensorflow import weights
 from spotdiff.tasks.sequences import spec as neutral
 
@@ -70,21 +71,40 @@ def evaluate(model, data, mode: str, params) -> float:
     return correct / len(data["y_test"])
 
 
-def build_runner(model, optimizer, mode: str, max_len: int):
+def build_runner(model, optimizer, mode: str, max_len: int, return_grads: bool = False):
     """The train step as a tf.function: pad-max with one fixed signature, the others with
-    reduce_retracing so that new lengths generalise the trace instead of multiplying it."""
+    reduce_retracing so that new lengths generalise the trace instead of multiplying it.
+    It returns the loss, or (loss, dense gradients) with `return_grads` (the parity probe)."""
     def step(tokens, lengths, labels):
         with tf.GradientTape() as tape:
             loss = tf.reduce_mean(loss_fn(model(tokens, lengths), labels))
         grads = tape.gradient(loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
-        return loss
+        return (loss, [tf.convert_to_tensor(g) for g in grads]) if return_grads else loss
 
     if mode == "pad-max":
         signature = [tf.TensorSpec([None, max_len], tf.int32), tf.TensorSpec([None], tf.int32),
                      tf.TensorSpec([None], tf.int64)]
         return tf.function(step, input_signature=signature)
     return tf.function(step, reduce_retracing=True)
+
+
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the probe's (in, out) layout."""
+    model = build_model(params, data, mode)
+    optimizer = keras.optimizers.SGD(learning_rate=params.lr)
+    optimizer.build(model.trainable_variables)
+    step = build_runner(model, optimizer, mode, params.max_len, return_grads=True)
+    loss, grads = step(*batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), mode,
+                                      params.max_len))
+    variables = model.trainable_variables
+    names = {id(model.embedding.embeddings): "embedding", id(model.lstm.cell.kernel): "lstm_kernel",
+             id(model.lstm.cell.recurrent_kernel): "lstm_recurrent", id(model.lstm.cell.bias): "lstm_bias",
+             id(model.fc.kernel): "fc_kernel", id(model.fc.bias): "fc_bias"}
+    grads_by_name = {names[id(v)]: g.numpy() for v, g in zip(variables, grads)}
+    params_by_name = {names[id(v)]: v.numpy() for v in variables}
+    return parity.save_probe(cell_dir, float(loss), grads_by_name, params_by_name)
 
 
 def run(cell, params, data, cell_dir: Path):
@@ -106,4 +126,7 @@ def run(cell, params, data, cell_dir: Path):
                                      compilations=int(step.experimental_get_tracing_count()),
                                      test_accuracy=evaluate(model, data, cell.mode, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts

@@ -12,6 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence
 
+from spotdiff import parity
 from spotdiff.backends.torch import env, weights
 from spotdiff.tasks.sequences import spec as neutral
 
@@ -42,6 +43,12 @@ class SequenceClassifier(nn.Module):
 def build_model(params, data) -> nn.Module:
     model = SequenceClassifier(params.vocab, params.embed, params.hidden)
     weights.load_neutral(model, neutral.neutral_weights(data))
+    # One trainable LSTM bias, as in Keras and JAX: nn.LSTM adds bias_ih and bias_hh, so training
+    # both would move their sum twice as far per step as the others' single bias.
+    with torch.no_grad():
+        model.lstm.bias_ih_l0 += model.lstm.bias_hh_l0
+        model.lstm.bias_hh_l0.zero_()
+    model.lstm.bias_hh_l0.requires_grad_(False)
     return model.to(env.device())
 
 
@@ -50,7 +57,7 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)
+    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)  # skips the frozen bias_hh
 
 
 def batch_tensors(data, split: str, index: np.ndarray, mode: str, max_len: int):
@@ -82,6 +89,19 @@ def build_runner(model, optimizer, mode: str):
     return step
 
 
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the probe's (in, out) layout."""
+    model = build_model(params, data)
+    step = build_runner(model, torch.optim.SGD(model.parameters(), lr=params.lr), mode)
+    probe = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), mode, params.max_len)
+    loss = step(*probe)
+    named = dict(model.named_parameters())
+    grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in named.items()}
+    return parity.save_probe(cell_dir, loss.item(), neutral.in_out_layout(weights.to_neutral(grads)),
+                              neutral.in_out_layout(weights.to_neutral(named)))
+
+
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
     model = build_model(params, data)
@@ -101,4 +121,7 @@ def run(cell, params, data, cell_dir: Path):
     metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
                                      test_accuracy=evaluate(model, data, cell.mode, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts

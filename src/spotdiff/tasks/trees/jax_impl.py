@@ -15,6 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from spotdiff import parity
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
 
@@ -115,9 +116,10 @@ def evaluate(model, data, mode: str, params) -> float:
     return correct / n
 
 
-def build_runner(optimizer, mode: str, data, batch_size: int):
-    """step(model, opt_state, index) -> (model, opt_state, loss) and the list of traces (one per
-    compilation: jit compiles on each new static structure or input shape and traces its body once)."""
+def build_runner(optimizer, mode: str, data, batch_size: int, return_grads: bool = False):
+    """step(model, opt_state, index) -> (model, opt_state, loss), plus the gradients with
+    `return_grads` (the parity probe), and the list of traces (one per compilation: jit compiles
+    on each new static structure or input shape and traces its body once)."""
     traces: list[object] = []
 
     @jax.jit
@@ -133,7 +135,7 @@ def build_runner(optimizer, mode: str, data, batch_size: int):
 
         def step(model, opt_state, index):
             loss, grads = batch_grad(model, batch_arrays(data, "train", index, batch_size))
-            return (*update(model, opt_state, grads), loss)
+            return (*update(model, opt_state, grads), loss, *((grads,) if return_grads else ()))
         return step, traces
 
     @partial(jax.jit, static_argnames="structure")
@@ -146,8 +148,28 @@ def build_runner(optimizer, mode: str, data, batch_size: int):
         losses, grads = zip(*(tree_grad(model, tokens, ops, label, structure=structure)
                               for tokens, ops, label, structure in batch))
         mean_grads = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
-        return (*update(model, opt_state, mean_grads), jnp.mean(jnp.stack(losses)))
+        loss = jnp.mean(jnp.stack(losses))
+        return (*update(model, opt_state, mean_grads), loss, *((mean_grads,) if return_grads else ()))
     return step, traces
+
+
+def to_neutral(tree) -> dict[str, np.ndarray]:
+    """Parameters or gradients (build_model's layout) -> the neutral (PyTorch) layout."""
+    tree = jax.device_get(tree)
+    return {"embedding.weight": np.asarray(tree["embedding"]),
+            "combine.weight": np.swapaxes(tree["combine_kernel"], 1, 2),
+            "combine.bias": np.asarray(tree["combine_bias"]),
+            "fc.weight": np.asarray(tree["fc_kernel"]).T.copy(), "fc.bias": np.asarray(tree["fc_bias"])}
+
+
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the neutral layout."""
+    optimizer = optax.sgd(params.lr)
+    step, _ = build_runner(optimizer, mode, data, params.batch_size, return_grads=True)
+    model = build_model(params, data)
+    model, _, loss, grads = step(model, optimizer.init(model), neutral.probe_batch(data, params.batch_size))
+    return parity.save_probe(cell_dir, float(loss), to_neutral(grads), to_neutral(model))
 
 
 def run(cell, params, data, cell_dir: Path):
@@ -171,4 +193,7 @@ def run(cell, params, data, cell_dir: Path):
                                      compilations=len(traces),
                                      test_accuracy=evaluate(model, data, cell.mode, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts

@@ -15,6 +15,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from spotdiff import parity
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
 
@@ -85,16 +86,18 @@ def evaluate(model, data, params) -> float:
     return float(np.mean(np.array(predictions) == data["labels_test"]))
 
 
-def build_runner(model, optimizer, mode: str, data):
-    """step(index) -> loss, and the traced function (None in eager mode)."""
+def build_runner(model, optimizer, mode: str, data, return_grads: bool = False):
+    """step(index) -> loss, or (loss, dense gradients) with `return_grads` (the parity probe),
+    and the traced function (None in eager mode)."""
     variables = model.trainable_variables
 
     if mode == "eager":
         def step(index):
             with tf.GradientTape() as tape:
                 loss = loss_fn(model, data, "train", index)
-            optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))
-            return loss
+            grads = tape.gradient(loss, variables)
+            optimizer.apply_gradients(zip(grads, variables))
+            return (loss, [tf.convert_to_tensor(g) for g in grads]) if return_grads else loss
         return step, None
 
     @tf.function
@@ -114,9 +117,33 @@ def build_runner(model, optimizer, mode: str, data):
             loss, tree_grad = tree_grads(tokens, ops, tf.constant(data["labels_train"][i]), structure)
             losses.append(loss)
             grads.append(tree_grad)
-        apply_update([tf.add_n(list(g)) / len(index) for g in zip(*grads)])
-        return tf.reduce_mean(tf.stack(losses))
+        mean_grads = [tf.add_n(list(g)) / len(index) for g in zip(*grads)]
+        apply_update(mean_grads)
+        loss = tf.reduce_mean(tf.stack(losses))
+        return (loss, mean_grads) if return_grads else loss
     return step, tree_grads
+
+
+def to_neutral(model: TreeNet, values) -> dict[str, np.ndarray]:
+    """The model's variables (or matching gradients) in the neutral (PyTorch) layout."""
+    names = {id(model.embedding): "embedding.weight", id(model.combine_kernel): "combine.weight",
+             id(model.combine_bias): "combine.bias", id(model.fc_kernel): "fc.weight",
+             id(model.fc_bias): "fc.bias"}
+    native = {names[id(v)]: np.asarray(value) for v, value in zip(model.trainable_variables, values)}
+    return {**native, "combine.weight": np.swapaxes(native["combine.weight"], 1, 2),
+            "fc.weight": native["fc.weight"].T.copy()}
+
+
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the neutral layout."""
+    model = build_model(params, data)
+    optimizer = keras.optimizers.SGD(learning_rate=params.lr)
+    optimizer.build(model.trainable_variables)
+    step, _ = build_runner(model, optimizer, mode, data, return_grads=True)
+    loss, grads = step(neutral.probe_batch(data, params.batch_size))
+    return parity.save_probe(cell_dir, float(loss), to_neutral(model, grads),
+                             to_neutral(model, model.trainable_variables))
 
 
 def run(cell, params, data, cell_dir: Path):
@@ -135,4 +162,7 @@ def run(cell, params, data, cell_dir: Path):
     metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=compilations,
                                      test_accuracy=evaluate(model, data, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts

@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from spotdiff import parity
 from spotdiff.backends.torch import env, weights
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
@@ -91,6 +92,17 @@ def build_runner(model, optimizer, data):
     return step
 
 
+def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
+    """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
+    every gradient and the parameters after the step, in the neutral layout."""
+    model = build_model(params, data)
+    step = build_runner(model, torch.optim.SGD(model.parameters(), lr=params.lr), data)
+    loss = step(neutral.probe_batch(data, params.batch_size))
+    named = dict(model.named_parameters())
+    return parity.save_probe(cell_dir, loss.item(), weights.to_neutral({n: p.grad for n, p in named.items()}),
+                             weights.to_neutral(named))
+
+
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
     model = build_model(params, data)
@@ -108,4 +120,7 @@ def run(cell, params, data, cell_dir: Path):
     metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
                                      test_accuracy=evaluate(model, data, params),
                                      first_batch_loss=first_batch_loss)
-    return metrics, series, {}
+    artifacts = {}
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
+    return metrics, series, artifacts
