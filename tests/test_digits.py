@@ -155,3 +155,114 @@ def test_gradient_histograms_at_init_agree_across_frameworks(digits_run_dir):
     reference = next(iter(sums.values()))
     for key, values in sums.items():
         np.testing.assert_allclose(values, reference, atol=1e-5, err_msg=str(key))
+
+
+# Input pipeline vs step time, compute-only images/s, and the parity probe before training.
+
+
+@pytest.mark.parametrize("framework,mode", MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_input_and_step_time_add_up_to_the_epoch(digits_run, framework, mode):
+    (cell,) = [c for c in digits_run["cells"] if (c["framework"], c["mode"]) == (framework, mode)]
+    series, m = cell["series"], cell["metrics"]
+    for epoch_s, input_s, step_s in zip(series["epoch_s"], series["input_s"], series["step_s"], strict=True):
+        assert input_s >= 0 and step_s > 0
+        assert input_s + step_s == pytest.approx(epoch_s, rel=0.15, abs=0.02)
+    assert m["compute_images_per_s"] >= m["steady_images_per_s"] > 0
+    assert 0 <= m["input_fraction"] < 1
+    assert m["step_s"] == pytest.approx(series["step_s"][1])  # two epochs: the second is the steady one
+    assert m["input_s"] == pytest.approx(series["input_s"][1])
+
+
+def _forward_numpy(weights, images):  # pytorch-examples net, dropout off: (B, 28, 28) -> (B, 10)
+    def conv(x, w, b):  # x (B, C, H, W), w (O, C, k, k): valid cross-correlation
+        k = w.shape[2]
+        out = np.empty((x.shape[0], w.shape[0], x.shape[2] - k + 1, x.shape[3] - k + 1))
+        for i in range(out.shape[2]):
+            for j in range(out.shape[3]):
+                out[:, :, i, j] = np.tensordot(x[:, :, i:i + k, j:j + k], w, axes=([1, 2, 3], [1, 2, 3]))
+        return out + b[None, :, None, None]
+
+    def pool_relu(x):  # 2x2 max pool, then relu
+        b, c, h, w = x.shape
+        return np.maximum(x.reshape(b, c, h // 2, 2, w // 2, 2).max(axis=(3, 5)), 0)
+
+    w = {k: v.astype(np.float64) for k, v in weights.items()}
+    x = pool_relu(conv(images[:, None].astype(np.float64), w["conv1.weight"], w["conv1.bias"]))
+    x = pool_relu(conv(x, w["conv2.weight"], w["conv2.bias"])).reshape(len(images), -1)  # (B, 320) C,H,W
+    x = np.maximum(x @ w["fc1.weight"].T + w["fc1.bias"], 0)
+    return x @ w["fc2.weight"].T + w["fc2.bias"]
+
+
+@pytest.mark.parametrize("framework,mode", MATRIX, ids=["-".join(m) for m in MATRIX])
+def test_parity_probe_is_a_forward_pass_of_the_shared_initial_weights(digits_run, framework, mode):
+    from spotdiff.tasks.digits import common
+    from spotdiff.tasks.digits.spec import build_data, neutral_weights
+
+    (cell,) = [c for c in digits_run["cells"] if (c["framework"], c["mode"]) == (framework, mode)]
+    params = DigitsParams(**SMALL)
+    data = build_data(params, cell["seed"])
+    images, _ = common.probe_batch(data, params.batch_size)
+    expected = _forward_numpy(neutral_weights(data), images)
+    probe = np.load(cell["artifacts"]["parity_probe"])
+    np.testing.assert_allclose(probe["logits"], expected, atol=PROBE_TOL)
+
+
+PROBE_ORDER_SCRIPT = r"""
+import json, sys, types
+from pathlib import Path
+from spotdiff.backends.torch import env
+from spotdiff.tasks.digits import spec, torch_impl
+
+env.configure(1, 0, "cpu")
+params = spec.DigitsParams(limit_train=64, limit_test=20, epochs=1, batch_size=32,
+                           parity_probe=sys.argv[2] == "on")
+data = spec.build_data(params, 0)
+calls = []
+for name in ("parity_probe", "train_epoch"):
+    original = getattr(torch_impl, name)
+    def wrapped(*args, _original=original, _name=name, **kwargs):
+        calls.append(_name)
+        return _original(*args, **kwargs)
+    setattr(torch_impl, name, wrapped)
+cell = types.SimpleNamespace(seed=0, mode="eager", tensorboard_dir=None)
+metrics, series, _ = torch_impl.run(cell, params, data, Path(sys.argv[1]))
+print(json.dumps({"calls": calls, "train_loss": series["train_loss"]}))
+"""
+
+
+def test_parity_probe_runs_before_training_and_leaves_training_unchanged(tmp_path):
+    """The docs say the probe runs before training, from the shared weights; training (dropout on,
+    seeded) must produce the same losses with the probe as without it."""
+    import json
+    import subprocess
+    import sys
+
+    runs = {}
+    for probe in ("on", "off"):
+        out = subprocess.run([sys.executable, "-c", PROBE_ORDER_SCRIPT, str(tmp_path), probe], check=True,
+                             capture_output=True, text=True)
+        runs[probe] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert runs["on"]["calls"][0] == "parity_probe"  # before the first training epoch
+    assert runs["on"]["calls"].count("train_epoch") == 2  # the probe's own epoch, then training's
+    assert runs["off"]["calls"] == ["train_epoch"]
+    assert runs["on"]["train_loss"] == runs["off"]["train_loss"]
+
+
+# The accuracy the README and docs/tasks.md promise: every framework passes 0.90 at the defaults.
+PROMISED_ACCURACY = 0.90
+
+
+@pytest.fixture(scope="module")
+def default_size_run(tmp_path_factory):
+    exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu",
+                            "frameworks": ["torch", "tensorflow", "jax"], "modes": ["eager", "fit", "jit"],
+                            "overrides": {"parity_probe": False, "misclassified": 0}})
+    return run_experiment(exp, tmp_path_factory.mktemp("digits-default"), render=False, index=False)[0]
+
+
+def test_every_framework_reaches_the_promised_accuracy_at_the_defaults(default_size_run):
+    cells = {(c["framework"], c["mode"]): c for c in default_size_run["cells"]}
+    assert {("torch", "eager"), ("tensorflow", "fit"), ("jax", "jit")} <= set(cells)  # and tensorflow-eager
+    for key, cell in cells.items():
+        assert cell["status"] == "ok", (key, cell["error"])
+        assert cell["metrics"]["test_accuracy"] >= PROMISED_ACCURACY, (key, cell["metrics"]["test_accuracy"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Callable, Iterable, Protocol, Sequence
 
 import numpy as np
 
@@ -156,3 +156,47 @@ def _time_blocks(runner: StepRunner, plan: TimingPlan) -> TimingResult:
         total_train_s=time.perf_counter() - wall_start,
         blocks=blocks,
     )
+
+
+# Input pipeline vs training step, per epoch (digits and any task with its own epoch loop).
+
+
+def timed_epoch(batches: Iterable[Any], step: Callable[[Any], Any],
+                sync: Callable[[Any], None]) -> tuple[list[Any], float, float]:
+    """Run `step` on every batch of `batches`; return (step outputs, input_s, step_s).
+
+    input_s is the time spent waiting for the next batch (the iterator's `next`, so whatever the
+    iterator does: a DataLoader's collation, numpy indexing, the copy to the device); step_s is
+    from the batch in hand until `sync(output)` returned, so queued device work is inside it.
+    """
+    outputs: list[Any] = []
+    input_s = step_s = 0.0
+    iterator = iter(batches)
+    while True:
+        start = time.perf_counter()
+        try:
+            batch = next(iterator)
+        except StopIteration:
+            input_s += time.perf_counter() - start
+            return outputs, input_s, step_s
+        ready = time.perf_counter()
+        output = step(batch)
+        sync(output)
+        input_s += ready - start
+        step_s += time.perf_counter() - ready
+        outputs.append(output)
+
+
+def split_input_wait(begin_s: Sequence[float], end_s: Sequence[float],
+                     ready_s: Sequence[float]) -> tuple[float, float]:
+    """(input_s, step_s) of steps that fetch their own batch (Keras `fit` on tf.data).
+
+    Step k ran from begin_s[k] to end_s[k] (read after a device sync); its batch left the input
+    pipeline at ready_s[k]. A batch that was ready before its step began cost no wait; otherwise
+    the step waited ready_s[k] - begin_s[k] for it, and the rest of the step was compute.
+    """
+    if not len(begin_s) == len(end_s) <= len(ready_s):
+        raise ValueError("every step needs a begin, an end and its batch's ready time")
+    steps = zip(begin_s, end_s, ready_s)
+    input_s = sum(min(max(ready - begin, 0.0), end - begin) for begin, end, ready in steps)
+    return input_s, sum(end - begin for begin, end in zip(begin_s, end_s)) - input_s

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from spotdiff import executors
+from spotdiff.devices import cell_device, device_kind, peak_fraction
 from spotdiff.executors.local import CellOutcome
 from spotdiff.experiment import Cell, Experiment, expand, task_params
 from spotdiff.record import environment, run_folder, store
@@ -61,10 +62,14 @@ def run_experiment(
 
     def record(outcome: CellOutcome) -> None:
         rate = outcome.metrics.get("gflops_per_s")
-        if rate:  # achieved FLOP rate as a fraction of this machine's measured matmul peak
-            if "matmul_peak_gflops" not in results["environment"]:
+        if rate:  # achieved FLOP rate as a fraction of the matmul peak of the device the cell ran on
+            device = cell_device(outcome.as_record())
+            if device_kind(device) != "gpu" and "matmul_peak_gflops" not in results["environment"]:
                 results["environment"]["matmul_peak_gflops"] = environment.matmul_peak_gflops(exp.threads)
-            outcome.metrics["peak_fraction"] = rate / results["environment"]["matmul_peak_gflops"]
+            outcome.metrics["peak_fraction"] = peak_fraction(
+                rate, device, results["environment"].get("matmul_peak_gflops", 0.0),
+                outcome.metrics.get("device_matmul_peak_gflops"))
+            outcome.metrics["peak_device"] = device
         results["cells"].append(outcome.as_record())
         results["cells"].sort(key=lambda c: order[c["id"]])  # cells may finish out of order on a cluster
         results_file.write(path, results)

@@ -18,6 +18,7 @@ import traceback
 from pathlib import Path
 
 from spotdiff import children
+from spotdiff.devices import device_label
 from spotdiff.events import EventWriter
 from spotdiff.experiment import Cell
 from spotdiff.overrides import params_for
@@ -60,6 +61,7 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     settings = env.configure(cell.threads, cell.seed, cell.device)
     if cell.device == "gpu" and "cpu" in str(settings.get("device", "")).lower():
         settings["device_note"] = f"--device gpu: {framework.label} sees no GPU here, ran on the CPU"
+    settings["device_label"] = device_label(cell.device, settings.get("device"))  # "cpu (auto: no GPU)"
     out.emit("environment", versions=env.versions(), settings={**pinned, **settings})
 
     spec = get_spec(cell.task)

@@ -16,7 +16,8 @@ from typing import Any
 import jinja2
 from markupsafe import Markup
 
-from spotdiff.report import static_dynamic
+from spotdiff.devices import cell_device
+from spotdiff.report import runs_on, static_dynamic
 from spotdiff.report.plots import (
     Plot, build_plots, cell_label, finite_number, format_value, ordered_cells, task_spec, variants_of,
 )
@@ -41,13 +42,17 @@ RUNTIME_COLUMNS = (
 )
 # Measured once per framework, whatever the mode: judged per framework, its cells' range as spread.
 PER_FRAMEWORK = {"import_s"}
+# An ok cell without a value here never got there (never converged): ranked last, not dropped.
+NEVER_REACHED = {"steps_to_converge": "never converged"}
 CLEAR_MARGIN = 0.10  # a single number must beat the runner-up by more than this fraction
 RULE = (
     "Compared within one task and variant, over ok cells. A winner is named only when it is clearly "
     "ahead of the runner-up: where a metric has a measured spread (steady µs/step: min–max over the "
     "timed repeats; several seeds: their range) the two ranges must not overlap; for a single number "
     f"the runner-up must be more than {CLEAR_MARGIN:.0%} worse. Otherwise: no clear difference. "
-    "Import time does not depend on the mode, so it is compared per framework, over all its cells."
+    "Import time does not depend on the mode, so it is compared per framework, over all its cells. "
+    "A cell that never converged is ranked last. Where cells ran on different devices (or --device "
+    "auto fell back to the CPU), every name carries its device."
 )
 
 
@@ -67,14 +72,29 @@ def _metric_info(task: str) -> dict[str, tuple[str, str, bool | None]]:
     return info
 
 
+def _device_suffixes(cells: list[dict[str, Any]]) -> bool:
+    """Whether names must carry their device: the ok cells ran on more than one device, or on a
+    CPU that `--device auto` (or gpu) fell back to."""
+    devices = {cell_device(c) for c in cells if c.get("status") == "ok"}
+    return len(devices) > 1 or any(d and "(" in d for d in devices)
+
+
 def _candidates(cells: list[dict[str, Any]], key: str, lower_is_better: bool) -> list[dict[str, Any]]:
-    """One entry per framework-mode (or framework) with a value: the median, a spread where measured."""
+    """One entry per framework-mode (or framework) with a value: the median, a spread where measured.
+    Ok cells that never reached a NEVER_REACHED metric follow, value None, in the order given."""
     groups: dict[str, list[dict[str, Any]]] = {}
+    never: list[str] = []
+    with_device = _device_suffixes(cells)
     for cell in cells:
         metrics = cell.get("metrics") or {}
+        label = cell.get("framework") if key in PER_FRAMEWORK else cell_label(cell)
+        if with_device:
+            label = f"{label} [{cell_device(cell) or 'device unknown'}]"
         if cell.get("status") == "ok" and finite_number(metrics.get(key)) is not None:
-            label = cell.get("framework") if key in PER_FRAMEWORK else cell_label(cell)
             groups.setdefault(label, []).append(metrics)
+        elif cell.get("status") == "ok" and key in NEVER_REACHED and key in metrics and metrics[key] is None:
+            never.append(label)
+    never = [label for label in dict.fromkeys(never) if label not in groups]
     candidates = []
     for label, group in groups.items():
         values = [finite_number(m.get(key)) for m in group]
@@ -88,10 +108,14 @@ def _candidates(cells: list[dict[str, Any]], key: str, lower_is_better: bool) ->
         if spread and spread[0] == spread[1]:  # one repeat measures no spread: judge by the 10% rule
             spread = None
         candidates.append({"label": label, "value": statistics.median(values), "spread": spread})
-    return sorted(candidates, key=lambda c: c["value"], reverse=not lower_is_better)
+    ranked = sorted(candidates, key=lambda c: c["value"], reverse=not lower_is_better)
+    return ranked + [{"label": label, "value": None, "spread": None, "never": NEVER_REACHED[key]}
+                     for label in never]
 
 
 def _clearly_ahead(best: dict[str, Any], second: dict[str, Any], lower_is_better: bool) -> bool:
+    if second.get("never"):  # reached it vs never reached it
+        return True
     if best["spread"] and second["spread"]:
         if lower_is_better:
             return best["spread"][1] < second["spread"][0]
@@ -103,6 +127,8 @@ def _clearly_ahead(best: dict[str, Any], second: dict[str, Any], lower_is_better
 def _figure(candidate: dict[str, Any] | None, unit: str) -> str | None:
     if candidate is None:
         return None
+    if candidate.get("never"):
+        return candidate["never"]
     text = format_value(candidate["value"], unit)
     if candidate["spread"]:
         low, high = candidate["spread"]
@@ -131,17 +157,18 @@ def summary_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
                 label, unit, lower = info.get(key, (key, "", True))
                 lower = lower is not False
                 ranked = _candidates(in_variant, key, lower)
-                best = ranked[0] if ranked else None
-                second = ranked[1] if len(ranked) > 1 else None
+                best = ranked[0] if ranked and not ranked[0].get("never") else None
+                second = ranked[1] if best and len(ranked) > 1 else None
                 clear = _clearly_ahead(best, second, lower) if best and second else None
                 verdict = {True: "clear difference", False: "no clear difference"}.get(
-                    clear, "only one result" if best else "no data")  # type: ignore[arg-type]
+                    clear, "only one result" if best else ranked[0]["never"] if ranked else "no data")  # type: ignore[arg-type]
                 rows.append({
                     "task": task, "variant": variant, "metric": key,
                     "criterion": CRITERIA.get(key, f"best {label}"),
                     "best": best and best["label"], "figure": _figure(best, unit),
                     "runner_up": second and second["label"], "runner_up_figure": _figure(second, unit),
                     "clear": clear, "verdict": verdict,
+                    "ranking": [c["label"] for c in ranked],
                 })
     return rows
 
@@ -199,7 +226,10 @@ def _rows(results: dict[str, Any], task: str, columns: list[dict[str, Any]]) -> 
     cells = sorted(ordered_cells(results, task), key=lambda c: variants.index(c.get("variant")))
     rows = []
     for cell in cells:
-        metrics = cell.get("metrics") or {}
+        metrics = dict(cell.get("metrics") or {})
+        compiling = spec.compiling_modes.get(cell.get("framework"), ()) if spec else ()
+        if spec and spec.compiling_modes and cell.get("mode") not in compiling:
+            metrics["compile_s"] = None  # an eager mode's first-step overhead is not a compile
         values = []
         for column in columns:
             key = column["key"]
@@ -209,7 +239,8 @@ def _rows(results: dict[str, Any], task: str, columns: list[dict[str, Any]]) -> 
             text = format_value(metrics.get(key), digits=6 if key.startswith("final_") else 3)
             values.append({"text": text, "spread": spread, "best": False})
         help_text = spec.mode_help.get((cell.get("framework"), cell.get("mode")), "") if spec else ""
-        rows.append({**cell, "label": cell_label(cell), "values": values, "mode_help": help_text})
+        rows.append({**cell, "metrics": metrics, "label": cell_label(cell), "values": values,
+                     "mode_help": help_text, "device": cell_device(cell)})
     for index, column in enumerate(columns):  # mark a unique best per variant and column
         for variant in variants:
             ok = [(r, finite_number((r.get("metrics") or {}).get(column["key"]))) for r in rows
@@ -293,6 +324,7 @@ def report_context(results: dict[str, Any], plots: list[Plot]) -> dict[str, Any]
         "rule": RULE, "parity": parity_rows(results), "tasks": tasks,
         "version": (results.get("environment") or {}).get("spotdiff", ""),
         "static_dynamic": static_dynamic.section(results),
+        "runs_on": runs_on.section(results),  # X on Y vs Y (Keras on each backend): None without any
         "serving": serving_context(results),  # spotdiff loadtest: None for training runs
         "distributed": distributed_context(results),  # --workers N cells: None without any
     }

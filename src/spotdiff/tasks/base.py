@@ -38,3 +38,6 @@ class TaskSpec:
     prepare: Callable[[BaseModel], None] | None = None
     # The test images (N, H, W) and labels the cells' `misclassified_index` series point into.
     test_images: Callable[[BaseModel, int], tuple[np.ndarray, np.ndarray]] | None = None
+    # Modes whose first step traces or compiles a program, per framework: only their `compile_s` is
+    # shown (an eager mode's first-step overhead is not a compile). Empty: not declared, all shown.
+    compiling_modes: dict[str, tuple[str, ...]] = field(default_factory=dict)

@@ -12,6 +12,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from spotdiff import measure
 from spotdiff.backends.jax import env, weights
 from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
@@ -102,12 +103,14 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
     return loss_sum / len(labels), float((predictions == labels).mean()), predictions
 
 
-def train_epoch(model, optimizer, data, order: np.ndarray, batch_size: int) -> list[jax.Array]:
+def train_epoch(model, optimizer, data, order: np.ndarray,
+                batch_size: int) -> tuple[list[jax.Array], float, float]:
+    """One epoch: the step's losses (on the device), input_s (numpy indexing + copy to the
+    device, waited for) and step_s (train_step until its loss is ready)."""
     images, labels = data["x_train"], data["y_train"]
-    losses = []
-    for index in epoch_batches(order, batch_size):
-        losses.append(train_step(model, optimizer, jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
-    return losses
+    batches = (jax.block_until_ready((jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
+               for index in epoch_batches(order, batch_size))
+    return measure.timed_epoch(batches, lambda batch: train_step(model, optimizer, *batch), env.sync)
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
@@ -120,7 +123,7 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     grads = nnx.grad(loss_fn)(model, images, labels)
     neutral_grads = neutral(grads, params.model)
     optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
-    losses = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
+    losses, _, _ = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
     curve = [float(v) for v in jax.device_get(losses)]
     return common.save_probe(cell_dir, np.asarray(logits), neutral_grads, curve)
 
@@ -177,6 +180,11 @@ def write_board_end(board: DigitsBoard, model: nnx.Module, initial: dict, probe,
 
 
 def run(cell, params, data, cell_dir: Path):
+    # The probe runs first, from the shared weights, on its own model (dropout off: a different
+    # program from training's) with its own keys: training is the same as without it.
+    artifacts = {}
+    if params.parity_probe:
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     model = build_model(params, data, params.init, seed=cell.seed)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
     x, y = common.probe_batch(data, params.batch_size)
@@ -184,23 +192,24 @@ def run(cell, params, data, cell_dir: Path):
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = neutral(nnx.state(model, nnx.Param), params.model)
     optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
-    epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
+    epoch_s, input_s, step_s, train_loss, test_loss, test_accuracy = [], [], [], [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        losses = train_epoch(model, optimizer, data, data["epoch_order"][epoch - 1], params.batch_size)
+        order = data["epoch_order"][epoch - 1]
+        losses, epoch_input_s, epoch_step_s = train_epoch(model, optimizer, data, order, params.batch_size)
         jax.block_until_ready(losses)
         epoch_s.append(time.perf_counter() - start)
+        input_s.append(epoch_input_s)
+        step_s.append(epoch_step_s)
         train_loss += [float(v) for v in jax.device_get(losses)]  # fetched after the clock stopped
         loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
         test_loss.append(loss)
         test_accuracy.append(accuracy)
         board.snapshot(epoch, *snapshot(model, params.model, probe))
     param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    # The probe runs after the timed training so that the first epoch stays cold.
-    artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
     np.savez(cell_dir / "weights.npz", **neutral(nnx.state(model, nnx.Param), params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
-                                    test_accuracy, predictions, data["y_test"], param_count)
+                                    test_accuracy, predictions, data["y_test"], param_count, input_s, step_s)
     write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts

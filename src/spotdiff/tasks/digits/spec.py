@@ -161,13 +161,17 @@ SPEC = TaskSpec(
     summary="the post's digit CNN (scikit-learn digits at 28x28; MNIST/Fashion-MNIST from IDX)",
     modes={"torch": ("eager", "compile"), "tensorflow": ("fit", "eager", "xla"), "jax": ("jit",)},
     mode_help={
-        ("torch", "eager"): "nn.Module + DataLoader, eager",
-        ("torch", "compile"): "the same with torch.compile(model)",
-        ("tensorflow", "fit"): "Keras model.fit on tf.data (graph by default)",
-        ("tensorflow", "eager"): "model.fit with run_eagerly=True",
-        ("tensorflow", "xla"): "model.fit with jit_compile=True",
-        ("jax", "jit"): "Flax NNX + Optax, nnx.jit train step",
+        ("torch", "eager"): "nn.Module + DataLoader, eager: nothing compiled",
+        ("torch", "compile"): "torch.compile of the whole train step: forward + loss + backward, then the "
+                              "SGD update (two graphs: Dynamo breaks at loss.backward())",
+        ("tensorflow", "fit"): "Keras model.fit on tf.data: the train step (forward, loss, gradients, "
+                               "update) as one tf.function graph, not XLA-compiled",
+        ("tensorflow", "eager"): "model.fit with run_eagerly=True: nothing traced or compiled",
+        ("tensorflow", "xla"): "model.fit with jit_compile=True: the whole train step XLA-compiled",
+        ("jax", "jit"): "Flax NNX + Optax, nnx.jit of the whole train step (forward, loss, gradients, "
+                        "update)",
     },
+    compiling_modes={"torch": ("compile",), "tensorflow": ("fit", "xla"), "jax": ("jit",)},
     variants=("sgd",),
     params=DigitsParams,
     build_data=build_data,
@@ -178,6 +182,10 @@ SPEC = TaskSpec(
     headline_metrics=(
         ("test_accuracy", "test accuracy", "", False),
         ("steady_images_per_s", "steady images/s", "img/s", False),
+        ("compute_images_per_s", "compute-only images/s", "img/s", False),
+        ("input_s", "input s/epoch", "s", True),
+        ("step_s", "step s/epoch", "s", True),
+        ("input_fraction", "input share of epoch", "", True),
         ("first_epoch_s", "first epoch (s)", "s", True),
         ("gflops_per_s", "GFLOP/s", "GFLOP/s", False),
         ("peak_fraction", "of matmul peak", "", False),

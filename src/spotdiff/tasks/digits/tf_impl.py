@@ -10,6 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from spotdiff import measure
 from spotdiff.backends.tensorflow import env, weights
 from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
@@ -52,42 +53,77 @@ def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
     return model
 
 
-def make_dataset(data, batch_size: int, epochs: int) -> tf.data.Dataset:
-    """The task's per-epoch order as a tf.data pipeline of `epochs` x batches."""
+def make_dataset(data, batch_size: int, epochs: int, ready_s: list[float] | None = None) -> tf.data.Dataset:
+    """The task's per-epoch order as a tf.data pipeline of `epochs` x batches. With `ready_s`,
+    the pipeline appends the time each batch is finished (before the prefetch buffer) to it."""
     images = tf.constant(data["x_train"][..., None])  # (N, 28, 28, 1)
     labels = tf.constant(data["y_train"])
     order = tf.constant(data["epoch_order"][:epochs])  # (E, N)
     batches = tf.data.Dataset.from_tensor_slices(order).flat_map(
         lambda epoch: tf.data.Dataset.from_tensor_slices(epoch).batch(batch_size)
     )
-    return batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index))).prefetch(tf.data.AUTOTUNE)
+    batches = batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index)))
+    if ready_s is not None:
+        batches = batches.map(lambda x, y: _stamped(x, y, ready_s))
+    return batches.prefetch(tf.data.AUTOTUNE)
+
+
+def _stamped(images: tf.Tensor, labels: tf.Tensor, ready_s: list[float]) -> tuple[tf.Tensor, tf.Tensor]:
+    """The batch, once its gather is done and the clock read (tf.data maps run in order)."""
+    def stamp(_):
+        ready_s.append(time.perf_counter())
+        return np.int32(0)
+
+    done = tf.py_function(stamp, [labels], tf.int32)
+    with tf.control_dependencies([done]):
+        return tf.identity(images), tf.identity(labels)
 
 
 class EpochClock(keras.callbacks.Callback):
-    """Per-epoch training time and per-batch loss; evaluation runs after the clock stopped.
+    """Per-epoch training time, input wait vs step time, and per-batch loss; evaluation runs
+    after the clock stopped.
 
-    `async_safe`: Keras may hand over the batch logs as tensors without waiting for them, so
-    recording the loss does not force a device sync at every step.
+    model.fit fetches each batch inside its train function, so a callback alone cannot see the
+    input wait: each step's [begin, end] (end read after a device sync) is set against the time
+    its batch left the pipeline (`ready_s`, stamped by `make_dataset`); see measure.split_input_wait.
+    `async_safe`: Keras may hand over the batch logs as tensors; env.sync() is the only wait.
     """
 
     async_safe = True
 
-    def __init__(self, data, batch_size: int, after_epoch=lambda epoch: None):
+    def __init__(self, data, batch_size: int, after_epoch=lambda epoch: None,
+                 ready_s: list[float] | None = None):
         super().__init__()
         self.after_epoch = after_epoch  # called with the 1-based epoch, after the clock stopped
         self.data, self.epoch_s, self.train_loss = data, [], []
         self.batch_size, self.n_train = batch_size, len(data["y_train"])
         self.test_loss, self.test_accuracy, self.predictions = [], [], None
+        self.ready_s = ready_s if ready_s is not None else []  # every batch of the run, in order
+        self.begin_s: list[float] = []
+        self.end_s: list[float] = []
+        self.input_s: list[float] = []
+        self.step_s: list[float] = []
 
     def on_epoch_begin(self, epoch, logs=None):
-        self.running, self.start = [], time.perf_counter()
+        self.running, self.first_batch, self.start = [], len(self.begin_s), time.perf_counter()
+
+    def on_train_batch_begin(self, batch, logs=None):
+        self.begin_s.append(time.perf_counter())
 
     def on_train_batch_end(self, batch, logs=None):
+        env.sync()
+        self.end_s.append(time.perf_counter())
         self.running.append(logs["loss"])  # Keras reports the epoch's running mean
 
     def on_epoch_end(self, epoch, logs=None):
         env.sync()
         self.epoch_s.append(time.perf_counter() - self.start)
+        if len(self.ready_s) >= len(self.end_s):
+            steps = slice(self.first_batch, len(self.end_s))
+            epoch_input_s, epoch_step_s = measure.split_input_wait(
+                self.begin_s[steps], self.end_s[steps], self.ready_s[steps])
+            self.input_s.append(epoch_input_s)
+            self.step_s.append(epoch_step_s)
         # Keras reports the running mean weighted by batch size; recover each batch's own loss.
         means = np.asarray([float(v) for v in self.running], np.float64)
         sizes = np.diff(np.minimum(np.arange(len(means) + 1) * self.batch_size, self.n_train))
@@ -168,6 +204,10 @@ def write_board_end(board: DigitsBoard, model: keras.Model, initial: dict, probe
 
 
 def run(cell, params, data, cell_dir: Path):
+    # The probe runs first, from the shared weights; seeding after it leaves training as without it.
+    artifacts = {}
+    if params.parity_probe:
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data, params.init)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
@@ -181,15 +221,16 @@ def run(cell, params, data, cell_dir: Path):
         run_eagerly=cell.mode == "eager",
         jit_compile=cell.mode == "xla",
     )
-    clock = EpochClock(data, params.batch_size, lambda epoch: board.snapshot(epoch, *snapshot(model, params.model, probe)))
+    ready_s: list[float] = []
+    clock = EpochClock(data, params.batch_size,
+                       lambda epoch: board.snapshot(epoch, *snapshot(model, params.model, probe)), ready_s)
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
-    model.fit(make_dataset(data, params.batch_size, params.epochs), epochs=params.epochs,
+    model.fit(make_dataset(data, params.batch_size, params.epochs, ready_s), epochs=params.epochs,
               steps_per_epoch=steps, verbose=0, callbacks=[clock])
-    # The probe runs after the timed training so that the first epoch stays cold.
-    artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
     np.savez(cell_dir / "weights.npz", **neutral(model, params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, clock.epoch_s, len(data["y_train"]), clock.train_loss, clock.test_loss,
-                                    clock.test_accuracy, clock.predictions, data["y_test"], model.count_params())
+                                    clock.test_accuracy, clock.predictions, data["y_test"],
+                                    model.count_params(), clock.input_s, clock.step_s)
     write_board_end(board, model, initial, probe, series, clock.predictions)
     return metrics, series, artifacts

@@ -1,9 +1,11 @@
 """Digit CNN in PyTorch, the way pytorch/examples writes it: nn.Module, Dataset + DataLoader,
-SGD with momentum; `compile` mode wraps the model in torch.compile."""
+SGD with momentum; `compile` mode compiles the whole training step (forward, loss, backward and
+the SGD update) with torch.compile, as TF `xla` and JAX `jit` compile theirs."""
 
 from __future__ import annotations
 
 import time
+from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from spotdiff import measure
 from spotdiff.backends.torch import env, weights
 from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.digits import common
@@ -98,15 +101,13 @@ def build_model(params, data, init: str, dropout: bool = True) -> nn.Module:
     return model.to(env.device())
 
 
-def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], int]:
+def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], float, float]:
+    """One epoch: the step's losses (on the device), input_s (DataLoader + copy to the device)
+    and step_s (the step, device synchronised)."""
     model.train()
-    losses, seen = [], 0
     device = env.device()
-    for images, labels in loader:
-        images, labels = images.to(device), labels.to(device)
-        losses.append(step(images, labels))
-        seen += len(labels)
-    return losses, seen
+    batches = ((images.to(device), labels.to(device)) for images, labels in loader)
+    return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
 def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
@@ -127,21 +128,32 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared init, dropout off, the task's batch order, through the cell's own mode:
-    first-batch logits, every gradient, and the loss curve of one epoch."""
-    model = build_model(params, data, "shared", dropout=False)
-    forward = torch.compile(model) if mode == "compile" else model
-    x, y = common.probe_batch(data, params.batch_size)
-    logits = forward(torch.from_numpy(x).unsqueeze(1).to(env.device()))
-    F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
-    grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
-    optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
-    loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
-                        sampler=EpochOrder(data["epoch_order"][:1]))
-    losses, _ = train_epoch(model, make_step(forward, optimizer), loader)
+    first-batch logits, every gradient, and the loss curve of one epoch. Runs before training,
+    on its own model and optimiser; under `compile` in a throw-away compile cache, so that the
+    cell's own first epoch still compiles cold."""
+    from torch._inductor.utils import fresh_cache
+
+    with fresh_cache() if mode == "compile" else nullcontext():
+        model = build_model(params, data, "shared", dropout=False)
+        forward = torch.compile(model) if mode == "compile" else model
+        x, y = common.probe_batch(data, params.batch_size)
+        logits = forward(torch.from_numpy(x).unsqueeze(1).to(env.device()))
+        F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
+        grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
+        sgd = native_kwargs("torch", "sgd", params.optimizer_hparams())
+        optimizer = torch.optim.SGD(model.parameters(), **sgd)
+        loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
+                            sampler=EpochOrder(data["epoch_order"][:1]))
+        losses, _, _ = train_epoch(model, make_step(model, optimizer, mode), loader)
+    if mode == "compile":
+        torch.compiler.reset()  # nothing of the probe's compiled programs is reused by training
     return common.save_probe(cell_dir, logits.detach().cpu().numpy(), grads, [float(v) for v in losses])
 
 
-def make_step(model, optimizer):
+def make_step(model, optimizer, mode: str):
+    """The training step; `compile`: torch.compile of the whole step. Dynamo breaks the graph at
+    loss.backward(): forward + loss are one graph whose backward AOTAutograd compiles with it,
+    and the SGD update is a second compiled graph."""
     def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
@@ -149,7 +161,7 @@ def make_step(model, optimizer):
         optimizer.step()
         return loss.detach()
 
-    return step
+    return torch.compile(step) if mode == "compile" else step
 
 
 def snapshot(model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict, dict]:
@@ -188,6 +200,10 @@ def write_board_end(board: DigitsBoard, model: nn.Module, initial: dict, probe, 
 
 
 def run(cell, params, data, cell_dir: Path):
+    # The probe runs first, from the shared weights; seeding after it leaves training as without it.
+    artifacts = {}
+    if params.parity_probe:
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     torch.manual_seed(cell.seed)
     model = build_model(params, data, params.init)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
@@ -196,27 +212,26 @@ def run(cell, params, data, cell_dir: Path):
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = weights.to_neutral(dict(model.named_parameters()))
     optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
-    forward = torch.compile(model) if cell.mode == "compile" else model
-    step = make_step(forward, optimizer)
+    step = make_step(model, optimizer, cell.mode)
     loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
                         sampler=EpochOrder(data["epoch_order"]))
-    epoch_s, train_loss, test_loss, test_accuracy = [], [], [], []
+    epoch_s, input_s, step_s, train_loss, test_loss, test_accuracy = [], [], [], [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        losses, _ = train_epoch(model, step, loader)
+        losses, epoch_input_s, epoch_step_s = train_epoch(model, step, loader)
         env.sync()
         epoch_s.append(time.perf_counter() - start)
+        input_s.append(epoch_input_s)
+        step_s.append(epoch_step_s)
         train_loss += torch.stack(losses).tolist()  # fetched after the clock stopped
         loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
         test_loss.append(loss)
         test_accuracy.append(accuracy)
         board.snapshot(epoch, *snapshot(model, probe))
     param_count = sum(p.numel() for p in model.parameters())
-    # The probe runs after the timed training so that the first epoch stays cold.
-    artifacts = {"parity_probe": parity_probe(params, data, cell_dir, cell.mode)} if params.parity_probe else {}
     np.savez(cell_dir / "weights.npz", **weights.to_neutral(dict(model.named_parameters())))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
-                                    test_accuracy, predictions, data["y_test"], param_count)
+                                    test_accuracy, predictions, data["y_test"], param_count, input_s, step_s)
     write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts

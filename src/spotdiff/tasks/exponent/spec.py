@@ -157,6 +157,9 @@ SPEC = TaskSpec(
     build_data=build_data,
     derive_metrics=derive_metrics,
     parity=parity,
+    compiling_modes={
+        "torch": ("compile",), "tensorflow": ("graph", "xla", "session"), "jax": ("jit", "fused"),
+    },
     headline_metrics=(
         ("steady_step_us", "steady µs/step", "µs", True),
         ("first_step_s", "first step (s)", "s", True),
