@@ -326,3 +326,18 @@ def test_histograms_reach_the_file_in_step_order_and_series_fall_back_to_scalars
     assert accumulator.Histograms("gradients/w")[0].histogram_value.sum == pytest.approx(90.0)
     assert accumulator.Tags()["scalars"] == ["series/train_loss"]
     assert [(e.step, e.value) for e in accumulator.Scalars("series/train_loss")] == [(1, 3.0), (2, 2.0), (3, 1.0)]
+
+
+def test_histograms_of_a_diverged_run_skip_what_cannot_be_binned(tmp_path):
+    """NaN, inf and values past TensorBoard's buckets are counted as scalars, never a crash."""
+    board = tensorboard.Board(tmp_path)
+    board.histogram("parameters/phi", np.array([1.0, np.nan, np.inf, 2.0]), 1)
+    board.histogram("parameters/huge", np.array([3e38, -3e38]), 1)
+    board.histogram("parameters/nan", np.array([np.nan]), 2)
+    board.close()
+    events = EventAccumulator(str(tmp_path)).Reload()
+    assert events.Tags()["histograms"] == ["parameters/phi"]
+    assert events.Histograms("parameters/phi")[0].histogram_value.num == 2
+    assert events.Scalars("nonfinite/parameters/phi")[0].value == 2
+    assert events.Scalars("nonfinite/parameters/nan")[0].value == 1
+    assert events.Scalars("out_of_range/parameters/huge")[0].value == pytest.approx(3e38, rel=1e-6)

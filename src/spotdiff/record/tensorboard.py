@@ -165,7 +165,17 @@ class Board:
         """Summarised now (a few hundred bytes kept, not the values), written at close() in step
         order: TensorBoard's data server drops a series' later steps when an earlier one follows."""
         values = np.asarray(values, dtype=np.float64).ravel()
-        summary = self._summary.histogram(tag, values, self.writer.default_bins)
+        finite = np.isfinite(values)
+        if not finite.all():  # a diverged run: count what is not finite, summarise the rest
+            self.scalar(f"nonfinite/{tag}", float(values.size - finite.sum()), step)
+            values = values[finite]
+            if not values.size:
+                return
+        try:
+            summary = self._summary.histogram(tag, values, self.writer.default_bins)
+        except ValueError:  # every value beyond TensorBoard's buckets (about ±1e12): nothing to bin
+            self.scalar(f"out_of_range/{tag}", float(np.max(np.abs(values))), step)
+            return
         self._histograms.append((step, self.walltime(step), summary))
 
     def parameter_histograms(
