@@ -161,3 +161,18 @@ def cell_metrics(run_id: str, path: Path | None = None) -> list[dict[str, Any]]:
     with _open(path) as conn:
         rows = conn.execute("SELECT * FROM cells WHERE run_id = ?", (run_id,)).fetchall()
     return [{**dict(row), "metrics": json.loads(row["metrics"])} for row in rows]
+
+
+def cell_history(path: Path | None = None) -> list[dict[str, Any]]:
+    """Every indexed cell, oldest run first: its row with `metrics` parsed, and its run's
+    `started_at`, `path` and framework `versions`."""
+    target = path or db_path()
+    if not target.exists():
+        return []
+    with _open(target) as conn:
+        rows = conn.execute(
+            "SELECT cells.*, runs.started_at, runs.path, runs.versions FROM cells JOIN runs USING (run_id) "
+            "ORDER BY runs.started_at, runs.rowid, cells.cell_id"
+        ).fetchall()
+    return [{**dict(row), "metrics": json.loads(row["metrics"] or "{}"),
+             "versions": json.loads(row["versions"] or "{}")} for row in rows]
