@@ -197,6 +197,8 @@ from spotdiff.probes.debug.cli import register as _register_debug
 _register_debug(app)
 from spotdiff.probes.defaults.cli import register as _register_defaults
 _register_defaults(app)
+from spotdiff.locate.cli import register as _register_where
+_register_where(app)
 
 
 @app.command()

@@ -34,6 +34,9 @@ class TaskSpec:
     # Series the report plots against step: (key, label, log_scale)
     plotted_series: tuple[tuple[str, str, bool], ...] = ()
     references: dict[str, Any] = field(default_factory=dict)
+    # `spotdiff where`: steps recorded by default; None: the impls have no `record_steps` (see
+    # spotdiff.locate: record_steps(params, data, steps, dtype, align, mode, variant) -> tensors).
+    where_steps: int | None = None
     # Parent-side check before any cell starts (numpy only): fetch/verify data, raise UserError.
     prepare: Callable[[BaseModel], None] | None = None
     # The test images (N, H, W) and labels the cells' `misclassified_index` series point into.

@@ -139,3 +139,46 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
         board.text("graph/hlo", code_block(runner.fused_loop.as_text()))
     else:
         write_graph(board, runner.step, (runner.state, runner.x, runner.y), ("state", "x", "y"))
+
+
+def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
+                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+    """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
+
+    align {"rmsprop_eps": "inside"}: Optax `eps_in_sqrt=True`, said explicitly.
+    """
+    jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
+    x, y = jnp.asarray(data["x"], dtype=dtype), jnp.asarray(data["y"], dtype=dtype)  # (N,)
+    lr = params.learning_rate(variant)
+    eps_inside = (variant == "optimizer" and params.optimizer == "rmsprop"
+                  and align.get("rmsprop_eps") == "inside")
+    optimizer = None
+    if variant == "optimizer":
+        kwargs = native_kwargs("jax", params.optimizer, params.optimizer_hparams())
+        optimizer = (optax.rmsprop(lr, eps_in_sqrt=True, **kwargs) if eps_inside
+                     else make_optimizer(params, lr))
+
+    def step(phi: jax.Array, opt_state: Any):
+        def forward(phi: jax.Array):
+            power = x**phi  # (N,): the one "layer"
+            return jnp.mean((power - y) ** 2), power
+
+        (loss, power), grad = jax.value_and_grad(forward, has_aux=True)(phi)
+        if optimizer is None:
+            return phi - lr * grad, opt_state, (power, loss, grad)
+        updates, opt_state = optimizer.update(grad, opt_state, phi)
+        return optax.apply_updates(phi, updates), opt_state, (power, loss, grad)
+
+    run_step = jax.jit(step) if mode in ("jit", "fused") else step
+    phi = jnp.asarray(params.init_phi, dtype=dtype)
+    opt_state = optimizer.init(phi) if optimizer is not None else ()
+    tensors: dict[str, np.ndarray] = {}
+    for index in range(steps):
+        phi, opt_state, (power, loss, grad) = run_step(phi, opt_state)
+        tensors[f"{index}/forward/power"] = np.asarray(power)
+        tensors[f"{index}/loss"] = np.asarray(loss)
+        tensors[f"{index}/grad/phi"] = np.asarray(grad)
+        tensors[f"{index}/param/phi"] = np.asarray(phi)
+    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
+            "optimizer": params.optimizer if optimizer is not None else None,
+            "aligned": ["rmsprop_eps"] if eps_inside else []}

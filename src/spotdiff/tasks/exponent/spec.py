@@ -157,6 +157,7 @@ SPEC = TaskSpec(
     build_data=build_data,
     derive_metrics=derive_metrics,
     parity=parity,
+    where_steps=5,
     compiling_modes={
         "torch": ("compile",), "tensorflow": ("graph", "xla", "session"), "jax": ("jit", "fused"),
     },

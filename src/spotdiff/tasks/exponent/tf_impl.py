@@ -203,3 +203,42 @@ def write_tensorboard(runner: ExponentRunner | SessionRunner, board: Any, series
         write_graph(board, runner.train_step)  # the trace graph/xla mode ran
     else:
         write_graph(board, tf.function(runner.python_step))  # eager runs no graph: its trace, for reference
+
+
+def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
+                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+    """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
+
+    align {"rmsprop_eps": "inside"}: Keras RMSprop already puts eps inside the square root.
+    """
+    if mode == "session":
+        raise ValueError("where records tensorflow in eager, graph or xla mode, not session")
+    x, y = tf.constant(data["x"], dtype=dtype), tf.constant(data["y"], dtype=dtype)  # (N,)
+    phi = tf.Variable(params.init_phi, dtype=dtype, name="phi")
+    lr = params.learning_rate(variant)
+    optimizer = make_optimizer(params, lr) if variant == "optimizer" else None
+
+    def step() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+        with tf.GradientTape() as tape:
+            power = x**phi  # (N,): the one "layer"
+            loss = tf.reduce_mean((power - y) ** 2)
+        grad = tape.gradient(loss, phi)
+        if optimizer is None:
+            phi.assign_sub(lr * grad)
+        else:
+            optimizer.apply_gradients([(grad, phi)])
+        return power, loss, grad
+
+    run_step = tf.function(step, jit_compile=mode == "xla") if mode in ("graph", "xla") else step
+    tensors: dict[str, np.ndarray] = {}
+    for index in range(steps):
+        power, loss, grad = run_step()
+        tensors[f"{index}/forward/power"] = power.numpy()
+        tensors[f"{index}/loss"] = loss.numpy()
+        tensors[f"{index}/grad/phi"] = grad.numpy()
+        tensors[f"{index}/param/phi"] = phi.numpy()
+    eps_inside = (optimizer is not None and params.optimizer == "rmsprop"
+                  and align.get("rmsprop_eps") == "inside")
+    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
+            "optimizer": params.optimizer if optimizer is not None else None,
+            "aligned": ["rmsprop_eps"] if eps_inside else []}

@@ -117,3 +117,48 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
     board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
     board.step_scalars({"train/learning_rate": [runner.lr] * runner.params.steps})
     write_graph(board, LossModel(runner.phi), (runner.x, runner.y))
+
+
+def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
+                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+    """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
+
+    align {"rmsprop_eps": "inside"}: RMSprop with eps inside the square root, g / sqrt(v + eps) as
+    Keras and Optax compute it (torch.optim.RMSprop has no such option: the update is written out).
+    """
+    real = getattr(torch, dtype)
+    x, y = torch.from_numpy(data["x"]).to(real), torch.from_numpy(data["y"]).to(real)  # (N,)
+    phi = torch.tensor(params.init_phi, dtype=real, requires_grad=True)
+    lr = params.learning_rate(variant)
+    optimizer = make_optimizer(params, phi, lr) if variant == "optimizer" else None
+    eps_inside = (optimizer is not None and params.optimizer == "rmsprop"
+                  and align.get("rmsprop_eps") == "inside")
+    square_avg = torch.zeros_like(phi)
+
+    def step() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        power = x**phi  # (N,): the one "layer"
+        loss = torch.mean((power - y) ** 2)
+        (grad,) = torch.autograd.grad(loss, phi)
+        with torch.no_grad():
+            if optimizer is None:
+                phi.sub_(lr * grad)
+            elif eps_inside:
+                group = optimizer.param_groups[0]  # torch's alpha and eps, as make_optimizer chose
+                square_avg.mul_(group["alpha"]).add_((1 - group["alpha"]) * grad * grad)
+                phi.sub_(lr * grad / torch.sqrt(square_avg + group["eps"]))
+            else:
+                phi.grad = grad
+                optimizer.step()
+        return power.detach(), loss.detach(), grad
+
+    run_step = torch.compile(step) if mode == "compile" else step
+    tensors: dict[str, np.ndarray] = {}
+    for index in range(steps):
+        power, loss, grad = run_step()
+        tensors[f"{index}/forward/power"] = power.numpy().copy()
+        tensors[f"{index}/loss"] = loss.numpy().copy()
+        tensors[f"{index}/grad/phi"] = grad.numpy().copy()
+        tensors[f"{index}/param/phi"] = phi.detach().numpy().copy()
+    optimizer_name = params.optimizer if optimizer is not None else None
+    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
+            "optimizer": optimizer_name, "aligned": ["rmsprop_eps"] if eps_inside else []}

@@ -1,0 +1,94 @@
+"""Child process of `spotdiff where`: ONE framework records a few training steps, several ways.
+
+    python -m spotdiff.locate.child REQUEST_JSON OUT_DIR
+
+REQUEST_JSON: {"task", "task_source", "framework", "mode", "variant", "overrides", "seed",
+"steps", "runs": [{"name": str, "align": {key: value}}]}. For every run and for float32 and
+float64 the task's `record_steps` (the last function of each `tasks/<task>/<fw>_impl.py`) is
+called and its tensors saved to OUT_DIR/<run>-<dtype>.npz; OUT_DIR/answer.json says what was
+recorded (layers, parameters, honoured alignments), what failed, and what recording cost.
+Started through `spotdiff.children`, pinned before numpy or the framework is imported.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import resource
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+DTYPES = ("float32", "float64")
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
+    """Record every requested run in both dtypes; the answer written to answer.json."""
+    import numpy as np
+
+    from spotdiff import children, frameworks
+    from spotdiff.overrides import params_for
+    from spotdiff.tasks import get_spec, impl_module, restore_task_source
+
+    if request.get("task_source"):
+        restore_task_source(request["task"], request["task_source"])
+    framework = frameworks.FRAMEWORKS[request["framework"]]
+    os.environ.update(framework.mode_env(request["mode"]))  # e.g. KERAS_BACKEND, before import
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    os.environ["CUDA_VISIBLE_DEVICES"] = ""  # recording compares numerics: CPU, no TF32
+    os.environ["JAX_PLATFORMS"] = "cpu"
+    start = time.perf_counter()
+    env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")
+    env.configure(children.pinned().get("threads", 1), request["seed"], "cpu")
+    import_s = time.perf_counter() - start
+    spec = get_spec(request["task"])
+    params = params_for(spec, request["overrides"])
+    data = spec.build_data(params, request["seed"])
+    impl = importlib.import_module(impl_module(request["task"], framework.impl_prefix))
+    answer: dict[str, Any] = {"status": "done", "versions": env.versions(), "import_s": import_s,
+                              "runs": {}}
+    for run in request["runs"]:
+        for dtype in DTYPES:
+            key = f"{run['name']}-{dtype}"
+            began = time.perf_counter()
+            try:
+                got = impl.record_steps(params, data, request["steps"], dtype, dict(run["align"]),
+                                        request["mode"], request["variant"])
+            except Exception as error:  # one run failing (e.g. no float64 here) leaves the others
+                answer["runs"][key] = {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                                       "traceback": traceback.format_exc()[-2000:]}
+                continue
+            tensors = {name: np.asarray(value) for name, value in got["tensors"].items()}
+            np.savez(out_dir / f"{key}.npz", **tensors)
+            answer["runs"][key] = {
+                "status": "ok", "record_s": time.perf_counter() - began,
+                "layers": [list(layer) for layer in got["layers"]],
+                "params": list(got["params"]), "optimizer": got.get("optimizer"),
+                "aligned": sorted(got.get("aligned", ())),
+                "nonfinite": sorted(n for n, v in tensors.items() if not np.all(np.isfinite(v))),
+            }
+    answer["peak_rss_mb"] = peak_rss_mb()
+    return answer
+
+
+def main(argv: list[str]) -> int:
+    request, out_dir = json.loads(Path(argv[0]).read_text()), Path(argv[1])
+    out_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        answer = record(request, out_dir)
+    except BaseException as error:  # the parent reads why from the answer, not from a traceback
+        answer = {"status": "failed", "error": f"{type(error).__name__}: {error}",
+                  "traceback": traceback.format_exc()[-4000:]}
+    (out_dir / "answer.json").write_text(json.dumps(answer, indent=1))
+    return 0 if answer["status"] == "done" else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

@@ -1,0 +1,151 @@
+"""`spotdiff where`: the first divergence, the odd framework out and a cause confirmed by a rerun.
+
+The comparison logic is tested on hand-made rows (no framework); the real runs are shared in
+module fixtures at 3-5 recorded steps.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+from conftest import run_cli
+
+from spotdiff.locate import compare, verdict
+from spotdiff.locate.causes import candidates
+
+
+def _where(tmp_path_factory, name: str, *args: str) -> dict:
+    out = tmp_path_factory.mktemp(name)
+    result = run_cli("where", *args, "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    document = json.loads((out / "where.json").read_text())
+    document["stdout"], document["out"] = result.stdout, out
+    return document
+
+
+@pytest.fixture(scope="module")
+def rmsprop(tmp_path_factory) -> dict:
+    return _where(tmp_path_factory, "rmsprop", "exponent", "--set", "optimizer=rmsprop")
+
+
+@pytest.fixture(scope="module")
+def sgd_clean(tmp_path_factory) -> dict:
+    return _where(tmp_path_factory, "sgd", "exponent", "--set", "optimizer=sgd", "--hparams", "aligned",
+                  "--steps", "4")
+
+
+# ---- the known parity failure: exponent with RMSprop ---------------------------------------------
+def test_rmsprop_first_divergence_is_the_update_at_step_0(rmsprop):
+    base = rmsprop["base"]
+    assert base["status"] == "diverges"
+    row = base["first"]["row"]
+    assert (row["step"], row["phase"], row["name"]) == (0, "update", "phi")
+    assert row["ratio"] > rmsprop["threshold"] and row["floor"] > 0
+    # the gradient at step 0 is taken at the same phi: it agrees within the floor
+    rows = base["pairs"]["torch|tensorflow"]["rows"]
+    grad = next(r for r in rows if r["key"] == "0/grad/phi")
+    assert grad["ratio"] < 1
+
+
+def test_rmsprop_names_torch_as_the_odd_one_out(rmsprop):
+    assert rmsprop["base"]["odd_one_out"] == "torch"
+    assert rmsprop["base"]["pairs"]["tensorflow|jax"]["status"] == "no divergence"
+
+
+def test_rmsprop_cause_is_eps_placement_confirmed_by_the_rerun(rmsprop):
+    cause = rmsprop["cause"]
+    assert cause["key"] == "rmsprop_eps" and cause["outcome"] == "confirmed"
+    assert "torch" in cause["aligned_by"]
+    assert cause["max_ratio_after"] <= rmsprop["threshold"] < cause["max_ratio_before"]
+    text = rmsprop["stdout"]
+    assert "RMSprop epsilon placement" in text and "torch is the odd one out" in text
+    assert "step 0, update of phi" in text
+
+
+def test_rmsprop_writes_html_and_measures_its_cost(rmsprop):
+    html = (rmsprop["out"] / "where.html").read_text()
+    assert "Where and why" in html and "outline: 3px" in html  # the first divergence is marked
+    for name in ("torch", "tensorflow", "jax"):
+        (first_round, *_) = rmsprop["cost"]["per_framework"][name]
+        assert first_round["wall_s"] > 0 and first_round["peak_rss_mb"] > 50
+
+
+# ---- a clean run: no divergence, with the largest ratio shown --------------------------------------
+def test_clean_sgd_run_finds_no_divergence(sgd_clean):
+    base = sgd_clean["base"]
+    assert base["status"] == "no divergence", sgd_clean["summary"]
+    assert base["max_ratio"] is not None and base["max_ratio"] < sgd_clean["threshold"]
+    assert sgd_clean["cause"] is None and sgd_clean["causes"] == []
+    assert "no divergence" in sgd_clean["stdout"] and "largest ratio" in sgd_clean["stdout"]
+
+
+# ---- the comparison logic on hand-made numbers -------------------------------------------------------
+def _rows(ratios: list[float | None]) -> list[compare.Row]:
+    order = compare.entries([["dense", "dense"]], ["dense.weight"], 1)
+    return [compare.Row(e.key, e.step, e.phase, e.name, e.kind, 0.0, 0.0, 1.0, r)
+            for e, r in zip(order, ratios)]
+
+
+def test_floor_is_measured_and_never_below_half_an_ulp():
+    entry = compare.entries([], ["w"], 1)[-1]
+    same = np.array([1.0, 2.0])
+    row = compare.compare_tensor(entry, same, same, same, same)
+    assert row.floor == pytest.approx(0.5 * 2.0**-23 * 2.0) and row.ratio == 0.0
+    noisy = compare.compare_tensor(entry, same + 1e-6, same, same + 1e-4, same + 1e-4)
+    assert noisy.floor == pytest.approx(1e-6) and noisy.ratio == pytest.approx(100.0)
+
+
+def test_nan_gives_no_verdict_not_no_divergence():
+    entry = compare.entries([], ["w"], 1)[-1]
+    one = np.array([1.0])
+    row = compare.compare_tensor(entry, np.array([math.nan]), one, one, one)
+    assert row.ratio is None and "non-finite" in row.note
+    assert verdict.pair_verdict([row])["status"] == "no verdict"
+    # a divergence before missing data is still a divergence; missing data before it is not
+    assert verdict.pair_verdict(_rows([0.1, 5.0, None, 0.1]))["status"] == "diverges"
+    assert verdict.pair_verdict(_rows([0.1, None, 5.0, 0.1]))["status"] == "no verdict"
+
+
+def test_introduced_is_where_the_ratio_grows_from_its_inputs():
+    rows = _rows([30.0, 40.0, 45.0, 50.0])  # forward dense, loss, grad, param: carried on from dense
+    first = verdict.pair_verdict(rows)["first"]
+    assert rows[verdict.introduced(rows, first)[0]].key == "0/forward/dense"
+    rows = _rows([0.5, 0.4, 0.3, 60.0])  # only the update differs: the optimiser introduced it
+    first = verdict.pair_verdict(rows)["first"]
+    assert rows[verdict.introduced(rows, first)[0]].key == "0/param/dense.weight"
+
+
+def test_odd_one_out_needs_the_others_to_agree():
+    d, n = "diverges", "no divergence"
+    assert verdict.odd_one_out({("a", "b"): d, ("a", "c"): d, ("b", "c"): n}) == "a"
+    assert verdict.odd_one_out({("a", "b"): d, ("a", "c"): d, ("b", "c"): d}) is None
+    assert verdict.odd_one_out({("a", "b"): d}) is None
+
+
+def test_candidates_follow_the_diverging_component():
+    assert [c.key for c in candidates({"param"}, "rmsprop", "update")] == ["rmsprop_eps"]
+    batchnorm = {c.key for c in candidates({"batchnorm"}, "sgd", "forward")}
+    assert batchnorm == {"batchnorm_eps", "batchnorm_momentum"}
+    assert candidates({"conv2d"}, "rmsprop", "forward")[0].key == "same_padding"
+
+
+# ---- bad input ---------------------------------------------------------------------------------------
+@pytest.mark.parametrize("args,expected", [
+    (["nosuchtask"], "unknown task 'nosuchtask'"),
+    (["exponent", "--frameworks", "torch"], "at least two"),
+    (["exponent", "--frameworks", "torch,mxnet"], "framework 'mxnet' cannot record exponent"),
+    (["exponent", "--modes", "warp"], "has none of the modes warp"),
+    (["exponent", "--set", "nosuchkey=1"], "unknown --set key 'nosuchkey'"),
+    (["exponent", "--set", "optimizer=lbfgs"], "bad --set value for task exponent: optimizer"),
+    (["exponent", "--hparams", "sideways"], "unknown --hparams 'sideways'"),
+    (["exponent", "--steps", "0"], "--steps must be at least 1"),
+])
+def test_bad_input_exits_2_with_one_line(args, expected):
+    result = run_cli("where", *args)
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("spotdiff: error: ") and expected in lines[0]
