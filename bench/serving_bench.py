@@ -39,10 +39,12 @@ def markdown(results: dict) -> str:
             f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores (servers on CPUs {serving['cpus']['servers']}, "
             f"load generator on {serving['cpus']['client']}); Python {platform.python_version()}; {versions}; {packages}. "
             f"Each measurement: at most {bounds['requests']} requests or {bounds['duration_s']} s, one image per request, "
-            f"closed loop on 127.0.0.1. Baseline: {serving['flask_server']}."
+            f"closed loop on 127.0.0.1. Baseline: {serving['flask_server']}. Both servers: "
+            f"{serving['process_tuning']['flask']}, on the same CPUs. Status: {results['status']} "
+            f"(failed requests are left out of req/s and the percentiles)."
         ),
         "",
-        "| model | framework | format | protocol | clients | req/s | p50 ms | p90 ms | p99 ms | errors |",
+        "| model | framework | format | protocol | clients | req/s | p50 ms | p90 ms | p99 ms | failed |",
         "|---|---|---|---|---:|---:|---:|---:|---:|---:|",
     ]
     rows = sorted(
@@ -52,18 +54,20 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['framework']} | {r['format']} | {r['protocol']} | {r['concurrency']} | "
             f"{_fmt(r['throughput_rps'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | "
-            f"{r['errors']} |"
+            f"{r['failed']} |"
         )
     lines += [
         "",
         "spotdiff REST (TF Serving v1 `:predict`) against the Flask baseline, same model, same payload:",
         "",
-        "| model | clients | throughput ratio | p99 ratio | throughput ≥ Flask | p99 < Flask |",
-        "|---|---:|---:|---:|---|---|",
+        "| model | clients | throughput ratio | p99 ms | Flask p99 ms | p99 ratio | throughput ≥ Flask | "
+        "p99 < Flask |",
+        "|---|---:|---:|---:|---:|---:|---|---|",
     ]
     for r in sorted(serving["flask_ratio"], key=lambda r: (r["model"], r["concurrency"])):
         lines.append(
-            f"| {r['model']} | {r['concurrency']} | {_fmt(r['throughput_ratio'])} | {_fmt(r['p99_ratio'])} | "
+            f"| {r['model']} | {r['concurrency']} | {_fmt(r['throughput_ratio'])} | {_fmt(r['p99_ms'])} | "
+            f"{_fmt(r['flask_p99_ms'])} | {_fmt(r['p99_ratio'])} | "
             f"{'yes' if r['throughput_at_least_flask'] else 'no'} | {'yes' if r['p99_lower_than_flask'] else 'no'} |"
         )
     lines += [
@@ -137,6 +141,9 @@ def main() -> None:
     exported = run_export(run_dir, run_dir / "models", list(ALL_FORMATS))
     if exported["failures"]:
         print(f"export failures: {exported['failures']}")
+    for row in exported["artefacts"]:
+        if row.get("compile_s") is not None:  # AOTInductor: the C++ compile is most of the export
+            print(f"{row['name']}: export {row['export_s']:.1f} s, of which compile {row['compile_s']:.1f} s")
     results, folder = run_loadtest(
         run_dir, args.out / "loadtest", requests=args.requests, duration_s=args.duration
     )

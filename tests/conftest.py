@@ -3,6 +3,7 @@ hand-made results.json data for the report tests."""
 
 from __future__ import annotations
 
+import importlib
 import os
 import subprocess
 import sys
@@ -22,6 +23,17 @@ def spotdiff_home(tmp_path_factory) -> Path:
         os.environ.pop("SPOTDIFF_HOME", None)
     else:
         os.environ["SPOTDIFF_HOME"] = previous
+
+
+def require(module: str):
+    """Import an optional dependency for a test module: skip without it on a developer's machine,
+    fail under CI (CI=true), where a silently skipped module would hide a missing install."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as error:
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{module} is required under CI=true but cannot be imported: {error}", pytrace=False)
+        pytest.skip(f"{module} is not installed: {error}", allow_module_level=True)
 
 
 def run_cli(*args: str, cwd: Path | None = None, timeout: float = 600) -> subprocess.CompletedProcess:

@@ -1,8 +1,11 @@
-"""Helpers shared by the serving tests: one tiny exported model root per test session, a server on loopback."""
+"""Helpers shared by the serving tests: one tiny exported model root per test session, a server on
+loopback, and the trained model's own logits on real digits test images (the oracle for served ones)."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -10,14 +13,18 @@ import time
 import urllib.request
 from pathlib import Path
 
+import numpy as np
+
 from spotdiff.experiment import build_experiment
 from spotdiff.orchestrate import run_experiment
 from spotdiff.serve.export import run_export
 
 ONNX = "digits-torch-onnx"
+AOTI = "digits-torch-aoti"
+TORCH_MODELS = (ONNX, AOTI)  # PyTorch through ONNX Runtime and through its own runtime (AOTInductor)
 
 
-def tiny_model_root(tmp_path_factory, formats=("onnx",), frameworks=("torch",)) -> Path:
+def tiny_model_root(tmp_path_factory, formats=("onnx", "aoti"), frameworks=("torch",)) -> Path:
     """Train one digits epoch on 128 images and export; built once per session and per selection."""
     key = "models-" + "-".join(sorted(frameworks) + sorted(formats))
     root = Path(tmp_path_factory.getbasetemp()) / key
@@ -62,6 +69,7 @@ def start_server(root: Path, rest_port: int, grpc_port: int, timeout_s: float = 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,  # `spotdiff serve` and its server child: one group to stop
     )
     deadline = time.monotonic() + timeout_s
     while True:
@@ -79,9 +87,50 @@ def start_server(root: Path, rest_port: int, grpc_port: int, timeout_s: float = 
 
 
 def stop(server: subprocess.Popen) -> None:
+    """SIGTERM to `spotdiff serve` (it stops its server child), SIGKILL to the group if that hangs."""
     server.terminate()
     try:
-        server.wait(timeout=10)
+        server.wait(timeout=15)
     except subprocess.TimeoutExpired:
-        server.kill()
+        os.killpg(server.pid, signal.SIGKILL)
         server.wait()
+
+
+# The oracle: the framework's own in-process prediction from the cell's saved weights, in a child.
+_TORCH_LOGITS = """
+import json, sys
+from pathlib import Path
+import numpy as np, torch
+from spotdiff.backends.torch import weights
+from spotdiff.tasks.digits import torch_impl
+from spotdiff.tasks.digits.spec import DigitsParams, test_images
+
+cell_dir, count, out = Path(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+cell = json.loads((cell_dir / "cell.json").read_text())
+params = DigitsParams(**cell["params"])
+images = test_images(params, cell["seed"])[0][:count].astype(np.float32)  # (count, 28, 28)
+model = torch_impl.build_model(params, None, "random", dropout=False).eval()
+with np.load(cell_dir / "weights.npz") as npz:
+    weights.load_neutral(model, {k: npz[k] for k in npz.files})
+with torch.no_grad():
+    logits = model(torch.from_numpy(images[:, None])).numpy()  # (count, 10)
+np.savez(out, images=images, logits=logits)
+"""
+
+
+def torch_reference(root: Path, count: int = 16) -> tuple:
+    """(images (count, 28, 28), logits (count, 10)): real digits test images of the torch cell the
+    models in `root` were exported from, and that cell's model's own logits on them."""
+    export = json.loads((root / "export.json").read_text())
+    (cell_id,) = {a["cell"] for a in export["artefacts"] if a["framework"] == "torch"}
+    cells = json.loads((Path(export["run_dir"]) / "results.json").read_text())["cells"]
+    (cell,) = [c for c in cells if c["id"] == cell_id]
+    out = root.parent / f"{root.name}-torch-reference.npz"
+    done = subprocess.run(
+        [sys.executable, "-c", _TORCH_LOGITS, str(Path(cell["artifacts"]["weights"]).parent), str(count),
+         str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    with np.load(out) as npz:
+        return npz["images"], npz["logits"]

@@ -15,14 +15,14 @@ import time
 
 import psutil
 import pytest
-from conftest import run_cli
+from conftest import require, run_cli
 
 from spotdiff.executors import ray_task
 from spotdiff.experiment import build_experiment
 from spotdiff.orchestrate import run_experiment
 from spotdiff.record import store
 
-ray = pytest.importorskip("ray")
+ray = require("ray")
 
 TINY = {"steps": 20, "block_steps": 10, "warmup_steps": 5}
 

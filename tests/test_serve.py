@@ -11,13 +11,14 @@ import urllib.request
 
 import numpy as np
 import pytest
+from conftest import require, run_cli
 
 from spotdiff.experiment import build_experiment
 from spotdiff.orchestrate import run_experiment
 from spotdiff.serve.export import ALL_FORMATS, run_export
 
-pytest.importorskip("starlette")
-pytest.importorskip("onnxruntime")
+require("starlette")
+require("onnxruntime")
 
 ONNX = "digits-torch-onnx"
 GOOD = np.zeros((2, 28, 28, 1)).tolist()
@@ -57,10 +58,50 @@ def test_every_format_exports_with_parity(exported):
         assert artefact["parity_ok"], artefact
         assert artefact["size_bytes"] > 0 and artefact["export_s"] > 0
     assert json.loads((root / "export.json").read_text())["artefacts"]
+    (aoti,) = [a for a in result["artefacts"] if a["format"] == "aoti"]
+    assert aoti["name"] == "digits-torch-aoti" and (root / aoti["path"]).name == "model.aoti.pt2"
+    assert 0 < aoti["compile_s"] < aoti["export_s"]  # tracing by torch.export, then the C++ compile
+    assert (root / "digits-torch-pt2" / "1" / "model.pt2").is_file()  # the plain program stays
+
+
+def test_export_never_replaces_a_version_without_force(exported, tmp_path):
+    result, root = exported
+    out = tmp_path / "models"
+    (out / "digits-torch-onnx" / "1").mkdir(parents=True)
+    mine = out / "digits-torch-onnx" / "1" / "model.onnx"
+    mine.write_bytes(b"a model a user already serves")
+    refused = run_cli("export", result["run_dir"], "--formats", "onnx", "--out", str(out))
+    lines = refused.stderr.strip().splitlines()
+    assert refused.returncode == 2 and len(lines) == 1, refused.stderr
+    assert "version 1 of digits-torch-onnx already exists" in lines[0] and "--force" in lines[0]
+    assert mine.read_bytes() == b"a model a user already serves" and not (out / "export.json").exists()
+    forced = run_cli("export", result["run_dir"], "--formats", "onnx", "--out", str(out), "--force")
+    assert forced.returncode == 0, forced.stderr[-2000:]
+    assert mine.read_bytes()[:4] != b"a mo" and mine.stat().st_size > 1000  # a real ONNX model now
+    (row,) = json.loads((out / "export.json").read_text())["artefacts"]
+    assert row["name"] == "digits-torch-onnx" and row["parity_ok"]
+
+
+@pytest.mark.parametrize(
+    "target,message",
+    [("missing", "no such directory"), ("empty", "no servable model"), ("run", "spotdiff export RUN_DIR")],
+)
+def test_serve_refuses_a_folder_without_models_before_listening(tmp_path, target, message):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "results.json").write_text('{"cells": []}')
+    port = _free_port()
+    done = run_cli("serve", str(tmp_path / target), "--rest-port", str(port), "--grpc-port", "0", timeout=60)
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("spotdiff: error:") and message in lines[0]
 
 
 def test_the_parent_imports_no_framework():
-    code = "import sys, spotdiff.serve.export, spotdiff.serve.cli; print([m for m in ('torch','tensorflow','jax') if m in sys.modules])"
+    code = (
+        "import sys, spotdiff.serve.export, spotdiff.serve.cli, spotdiff.serve.roots; "
+        "print([m for m in ('torch','tensorflow','jax') if m in sys.modules])"
+    )
     assert (
         subprocess.run(
             [sys.executable, "-c", code], check=False, capture_output=True, text=True
@@ -73,6 +114,7 @@ def test_the_parent_imports_no_framework():
     "name",
     [
         "digits-torch-onnx",
+        "digits-torch-aoti",
         "digits-tensorflow-savedmodel",
         "digits-tensorflow-tflite",
         "digits-tensorflow-onnx",

@@ -5,22 +5,23 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import run_cli
+from conftest import require, run_cli
 from serve_support import ONNX, free_port, start_server, stop, tiny_model_root
 
-grpc = pytest.importorskip("grpc")
-pytest.importorskip("tensorflow_serving")
-pytest.importorskip("tritonclient.grpc")
+grpc = require("grpc")
+require("tensorflow_serving")
+require("tritonclient.grpc")
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     rest_port, grpc_port = free_port(), free_port()
-    process = start_server(tiny_model_root(tmp_path_factory), rest_port, grpc_port)
+    root = tiny_model_root(tmp_path_factory)
+    process = start_server(root, rest_port, grpc_port)
     channel = grpc.insecure_channel(
         f"127.0.0.1:{grpc_port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     )
-    yield channel, grpc_port
+    yield channel, grpc_port, root
     channel.close()
     stop(process)
 
@@ -197,9 +198,9 @@ def test_kserve_bad_infer_is_a_status_code_and_serving_goes_on(server, case, dat
 
 def test_a_busy_grpc_port_or_a_missing_root_is_one_line_and_exit_2(server, tmp_path):
     busy = run_cli(
-        "serve", str(tmp_path.parent), "--rest-port", str(free_port()), "--grpc-port", str(server[1])
+        "serve", str(server[2]), "--rest-port", str(free_port()), "--grpc-port", str(server[1]), timeout=120
     )
-    missing = run_cli("serve", str(tmp_path / "nothing"), "--rest-port", str(free_port()))
-    for done, message in [(busy, "cannot bind gRPC"), (missing, "no model root")]:
+    missing = run_cli("serve", str(tmp_path / "nothing"), "--rest-port", str(free_port()), timeout=60)
+    for done, message in [(busy, "cannot bind gRPC"), (missing, "no such directory")]:
         lines = done.stderr.strip().splitlines()
         assert done.returncode == 2 and len(lines) == 1 and message in lines[0], done.stderr

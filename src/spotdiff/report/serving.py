@@ -1,5 +1,8 @@
 """The serving section of a report: `spotdiff loadtest` results (the `serving` block of results.json).
 
+Rows count failed requests apart (`failed`); their latencies and throughput are of the successful
+requests only, and a run with any failure carries a "degraded: ..." status, shown above the tables.
+
 `serving_context(results)` is what the HTML partial `_serving.html` lays out (None when the run has no
 load test); `serving_table(results)` is the same numbers as a rich table for the terminal.
 """
@@ -27,7 +30,7 @@ def _row(row: dict[str, Any]) -> dict[str, Any]:
         "protocol": PROTOCOL_LABELS.get(row.get("protocol"), row.get("protocol")),
         "concurrency": row.get("concurrency"),
         "requests": row.get("requests"),
-        "errors": row.get("errors"),
+        "failed": row.get("failed"),
         "throughput": format_value(row.get("throughput_rps")),
         "p50": format_value(row.get("p50_ms")),
         "p90": format_value(row.get("p90_ms")),
@@ -51,14 +54,19 @@ def serving_context(results: dict[str, Any]) -> dict[str, Any] | None:
         ),
     )
     return {
+        "status": results.get("status"),
+        "degraded": str(results.get("status", "")).startswith("degraded"),
         "bounds": serving.get("bounds") or {},
         "flask_server": serving.get("flask_server"),
+        "process_tuning": serving.get("process_tuning") or {},
         "rows": [_row(r) for r in rows],
         "ratios": [
             {
                 **r,
-                "throughput_ratio": format_value(r.get("throughput_ratio")),
-                "p99_ratio": format_value(r.get("p99_ratio")),
+                **{
+                    k: format_value(r.get(k))
+                    for k in ("throughput_ratio", "p99_ratio", "p99_ms", "flask_p99_ms")
+                },
             }
             for r in serving.get("flask_ratio") or []
         ],
@@ -79,18 +87,21 @@ def serving_context(results: dict[str, Any]) -> dict[str, Any] | None:
 
 
 def serving_table(results: dict[str, Any]):
-    """A rich table of the load-test rows for the terminal."""
+    """A rich table of the load-test rows for the terminal, titled with the run's status."""
     from rich.table import Table
 
     context = serving_context(results) or {"rows": []}
-    table = Table("model", "protocol", "clients", "req", "err", "req/s", "p50 ms", "p90 ms", "p99 ms")
+    table = Table(
+        "model", "protocol", "clients", "req", "failed", "req/s", "p50 ms", "p90 ms", "p99 ms",
+        title=f"load test: {results.get('status', '?')}",
+    )
     for row in context["rows"]:
         table.add_row(
             row["model"],
             row["protocol"],
             str(row["concurrency"]),
             str(row["requests"]),
-            str(row["errors"]),
+            str(row["failed"]),
             row["throughput"],
             row["p50"],
             row["p90"],

@@ -58,8 +58,12 @@ async def _body(request: Request) -> dict:
     return body
 
 
+LAYOUTS = "[N, 28, 28, 1] (NHWC), [N, 1, 28, 28] (NCHW), [N, 28, 28] or [N, 784] (flat)"
+
+
 def _images(value, shape=None) -> np.ndarray:
-    """Nested lists (or flat data plus `shape`) -> a checked (N, 28, 28, 1) float32 batch."""
+    """Nested lists (or flat data plus `shape`) in any of LAYOUTS -> a checked (N, 28, 28, 1) float32
+    batch."""
     try:
         array = np.asarray(value)
     except ValueError:
@@ -70,15 +74,19 @@ def _images(value, shape=None) -> np.ndarray:
         if array.size != int(np.prod(shape)):
             raise BadRequest(f"data has {array.size} values, shape {shape} needs {int(np.prod(shape))}")
         array = array.reshape(shape)
-    if array.ndim == 3:
+    if array.ndim == 2 and array.shape[1] == 28 * 28:  # flat rows, row-major like NHWC
+        array = array.reshape(len(array), *INPUT_SHAPE)
+    elif array.ndim == 3:
         array = array[..., None]
+    elif array.ndim == 4 and array.shape[1:] == (1, 28, 28):  # channels-first, as PyTorch feeds it
+        array = array.transpose(0, 2, 3, 1)
     if array.ndim != 4 or array.shape[1:] != INPUT_SHAPE:
-        raise BadRequest(f"input shape {list(array.shape)}: expected [N, 28, 28, 1] or [N, 28, 28]")
+        raise BadRequest(f"input shape {list(array.shape)}: expected {LAYOUTS}")
     if not 1 <= len(array) <= MAX_INSTANCES:
         raise BadRequest(f"{len(array)} instances: send 1 to {MAX_INSTANCES}")
     if not np.all(np.isfinite(array)):
         raise BadRequest("input contains NaN or infinity")
-    return array.astype(np.float32)
+    return np.ascontiguousarray(array, dtype=np.float32)
 
 
 async def _predict(model: ServedModel, x: np.ndarray) -> np.ndarray:
@@ -97,11 +105,13 @@ def build_app(root: Path, models=None) -> Starlette:
         }
 
     def metadata(model: ServedModel) -> dict:
-        tensor = lambda name, dims: {
-            "dtype": "DT_FLOAT",
-            "tensor_shape": {"dim": [{"size": str(d)} for d in dims]},
-            "name": name,
-        }
+        def tensor(name: str, dims) -> dict:
+            return {
+                "dtype": "DT_FLOAT",
+                "tensor_shape": {"dim": [{"size": str(d)} for d in dims]},
+                "name": name,
+            }
+
         return {
             "model_spec": {"name": model.name, "signature_name": "", "version": str(model.version)},
             "metadata": {

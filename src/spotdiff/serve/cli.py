@@ -13,10 +13,13 @@ from rich.table import Table
 def export(
     run_dir: Path = typer.Argument(..., help="a run directory with trained digits cells"),
     formats: str | None = typer.Option(
-        None, "--formats", help="comma list of pt2,onnx,savedmodel,tflite,tf2onnx,jax,jax2tf (default: all)"
+        None,
+        "--formats",
+        help="comma list of pt2,aoti,onnx,savedmodel,tflite,tf2onnx,jax,jax2tf (default: all)",
     ),
     out: Path | None = typer.Option(None, "--out", help="model root (default RUN_DIR/models)"),
     version: int = typer.Option(1, "--version", help="version folder to write (default 1)"),
+    force: bool = typer.Option(False, "--force", help="replace model versions that exist (default: refuse)"),
 ) -> None:
     """Export the trained digit models (one child process per framework) and check parity on the test set."""
     from spotdiff.serve.export import ALL_FORMATS, run_export
@@ -25,7 +28,7 @@ def export(
     chosen = [f.strip() for f in formats.split(",") if f.strip()] if formats else list(ALL_FORMATS)
     root = out or run_dir / "models"
     with console.status("exporting in one child process per framework …"):
-        result = run_export(run_dir, root, chosen, version)
+        result = run_export(run_dir, root, chosen, version, force=force)
     table = Table("model", "format", "size (KB)", "export (s)", "max |Δlogit|", "argmax", "parity")
     for row in result["artefacts"]:
         diff = row.get("max_abs_diff")
@@ -47,44 +50,39 @@ def export(
 
 
 def serve(
-    model_root: Path = typer.Argument(..., help="a model root written by `spotdiff export`"),
+    model_root: Path = typer.Argument(
+        ..., help="a model root (spotdiff export) or a run directory with models/"
+    ),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default 127.0.0.1)"),
     rest_port: int = typer.Option(8501, "--rest-port", help="REST port (default 8501)"),
     grpc_port: int = typer.Option(8500, "--grpc-port", help="gRPC port (default 8500; 0 turns gRPC off)"),
 ) -> None:
-    """Serve exported models over TensorFlow Serving REST + gRPC and KServe v2 REST + gRPC, in one process."""
-    import gc
-    import os
+    """Serve exported models over TF Serving and KServe v2, REST and gRPC, from one child process."""
+    import signal
 
-    # keep the console for errors: TensorFlow's info lines and grpc core's log of a failed bind
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
-    import uvicorn
+    from spotdiff import children
+    from spotdiff.serve.roots import model_root as servable_root
 
-    from spotdiff.errors import UserError
-    from spotdiff.serve.app import build_app
-    from spotdiff.serve.models import load_models
+    root = servable_root(model_root)  # a missing or empty folder: one line, exit 2, nothing listens
+    # The models load in a child: the frameworks are imported there, never in this CLI process. It
+    # shares our process group, so a terminal's Ctrl-C reaches it as it reaches us.
+    server = children.start(
+        "spotdiff.serve.server", [str(root), host, rest_port, grpc_port], own_session=False
+    )
 
-    if not model_root.is_dir():
-        raise UserError(f"no model root at {model_root}; write one with `spotdiff export RUN_DIR`")
-    models: dict = {}  # one registry: REST and gRPC share the models and their locks
-    grpc_server = None
-    if grpc_port:
-        from spotdiff.serve.grpc_server import build_grpc_server
+    def stop(signum, frame) -> None:  # Ctrl-C or `kill`: the server shuts down, then this process ends
+        if server.poll() is None:
+            server.send_signal(signal.SIGTERM)
 
-        grpc_server = build_grpc_server(models, host, grpc_port)  # binds now: a busy port fails fast
-    models.update(load_models(model_root))
-    # The frameworks leave millions of long-lived objects; freezing them keeps the collector's full
-    # passes, triggered by each request's JSON lists, from walking them (they cost ~0.5 s p99 stalls).
-    gc.collect()
-    gc.freeze()
-    if grpc_server is not None:
-        grpc_server.start()
+    previous = {sig: signal.signal(sig, stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        uvicorn.run(build_app(model_root, models), host=host, port=rest_port, log_level="warning")
+        code = server.wait()
     finally:
-        if grpc_server is not None:
-            grpc_server.stop(grace=1).wait()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        children.kill(server)  # reaps it, and anything it left behind
+    if code:  # the child printed its one line already (e.g. a busy gRPC port is exit 2)
+        raise typer.Exit(code if code > 0 else 128 - code)
 
 
 def loadtest(
@@ -113,7 +111,10 @@ def loadtest(
         raise UserError(
             f"--concurrency {concurrency!r}: give comma-separated integers, e.g. 1,4,16"
         ) from None
-    split = lambda text: [x.strip() for x in text.split(",") if x.strip()] if text else None
+
+    def split(text: str | None) -> list[str] | None:
+        return [x.strip() for x in text.split(",") if x.strip()] if text else None
+
     console = Console(width=None if sys.stdout.isatty() else 200)
     with console.status("load testing (servers and load generator run as child processes) …"):
         results, folder = run_loadtest(

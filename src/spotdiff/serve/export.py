@@ -11,11 +11,21 @@ from spotdiff import children
 from spotdiff.errors import UserError
 
 FORMATS = {
-    "torch": ("pt2", "onnx"),
+    "torch": ("pt2", "aoti", "onnx"),
     "tensorflow": ("savedmodel", "tflite", "tf2onnx"),
     "jax": ("jax", "jax2tf"),
 }
 ALL_FORMATS = tuple(f for group in FORMATS.values() for f in group)
+MODEL_NAMES = {  # format -> the model folder it writes: MODEL_ROOT/<name>/<version>/
+    "pt2": "digits-torch-pt2",
+    "aoti": "digits-torch-aoti",
+    "onnx": "digits-torch-onnx",
+    "savedmodel": "digits-tensorflow-savedmodel",
+    "tflite": "digits-tensorflow-tflite",
+    "tf2onnx": "digits-tensorflow-onnx",
+    "jax": "digits-jax-export",
+    "jax2tf": "digits-jax-savedmodel",
+}
 MARK = "SPOTDIFF_EXPORT "
 
 
@@ -41,16 +51,44 @@ def exportable_cells(run_dir: Path) -> list[dict]:
     return list(chosen.values())
 
 
+def refuse_to_overwrite(out: Path, cells: list[dict], formats: list[str], version: int) -> None:
+    """A UserError naming the first model version this export would replace (without --force)."""
+    taken = [
+        out / MODEL_NAMES[f] / str(version)
+        for cell in cells
+        for f in FORMATS.get(cell["framework"], ())
+        if f in formats and (out / MODEL_NAMES[f] / str(version)).is_dir()
+        and any((out / MODEL_NAMES[f] / str(version)).iterdir())
+    ]
+    if taken:
+        more = f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""
+        raise UserError(
+            f"version {version} of {taken[0].parent.name} already exists at {taken[0]}{more}; "
+            f"pass --force to replace it, or write --version {version + 1}"
+        )
+
+
 def run_export(
-    run_dir: Path, out: Path, formats: list[str], version: int = 1, timeout_s: float = 600.0
+    run_dir: Path,
+    out: Path,
+    formats: list[str],
+    version: int = 1,
+    timeout_s: float = 900.0,
+    force: bool = False,
 ) -> dict:
-    """Export every framework's digits model; write and return `out/export.json`."""
+    """Export every framework's digits model; write and return `out/export.json`.
+    An existing `<name>/<version>/` is replaced only with `force`; otherwise nothing is written."""
     unknown = sorted(set(formats) - set(ALL_FORMATS))
     if unknown:
         raise UserError(f"unknown format {', '.join(unknown)}; choose from: {', '.join(ALL_FORMATS)}")
+    if version < 1:
+        raise UserError(f"--version {version}: versions are positive integers")
+    cells = exportable_cells(run_dir)
+    if not force:
+        refuse_to_overwrite(out, cells, formats, version)
     out.mkdir(parents=True, exist_ok=True)
     artefacts, failures = [], []
-    for cell in exportable_cells(run_dir):
+    for cell in cells:
         wanted = [f for f in FORMATS.get(cell["framework"], ()) if f in formats]
         if not wanted:
             continue
@@ -60,7 +98,10 @@ def run_export(
                 {"cell_dir": str(cell_dir), "out": str(out.resolve()), "version": version, "formats": wanted},
                 handle,
             )
-        env = {"TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", "")}
+        env = {
+            "TF_CPP_MIN_LOG_LEVEL": "2",
+            "CUDA_VISIBLE_DEVICES": os.environ.get("CUDA_VISIBLE_DEVICES", ""),
+        }
         try:
             proc = children.run("spotdiff.serve.export_child", [handle.name], timeout_s=timeout_s,
                                 pin=children.Pin.usable(), env=env)

@@ -6,7 +6,8 @@ REST API takes, so the load generator sends the same bytes) and `GET /health`. I
 the post has in mind ("Flask or another alternative"): parse JSON, call the model, return JSON, no
 validation beyond that. Served by waitress, the pure-Python production WSGI server Flask's own
 deployment docs list, with its default four threads: Flask's dev server warns against production
-use, and gunicorn's pre-fork workers would load one copy of the model per worker.
+use, and gunicorn's pre-fork workers would load one copy of the model per worker. It gets the same
+process tuning as `spotdiff serve` (`spotdiff.serve.tuning`) and, in the load test, the same CPUs.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import numpy as np
 from flask import Flask, jsonify, request
 
 from spotdiff.serve.models import load_models
+from spotdiff.serve.tuning import freeze_loaded_objects
 
 
 def build_flask_app(models) -> Flask:
@@ -46,6 +48,7 @@ def main(argv: list[str]) -> int:
 
     root, port, names = Path(argv[0]), int(argv[1]), set(argv[2:])
     models = {n: v for n, v in load_models(root).items() if not names or n in names}
+    freeze_loaded_objects()  # the tuning `spotdiff serve` gets, so that the comparison is of the servers
     waitress.serve(build_flask_app(models), host="127.0.0.1", port=port, _quiet=True)
     return 0
 

@@ -43,7 +43,7 @@ def _rest_sender(url: str, body: bytes, answer_key: str) -> Callable[[], Callabl
             try:
                 connection.request("POST", parts.path, body=body, headers=headers)
                 response = connection.getresponse()
-            except (http.client.RemoteDisconnected, ConnectionError):  # the server closed a kept-alive connection
+            except (http.client.RemoteDisconnected, ConnectionError):  # the server closed a kept-alive one
                 connection.close()
                 connection.request("POST", parts.path, body=body, headers=headers)
                 response = connection.getresponse()
@@ -110,8 +110,8 @@ def closed_loop(make_sender, concurrency: int, max_requests: int, duration_s: fl
             except Exception:  # noqa: BLE001 - a failing server shows up as errors in the timed part
                 break
     lock, tickets = threading.Lock(), [max_requests]
-    latencies: list[list[float]] = [[] for _ in senders]
-    errors = [0] * concurrency
+    latencies: list[list[float]] = [[] for _ in senders]  # successful requests only
+    failed = [0] * concurrency
     start = time.perf_counter()
     deadline = start + duration_s
 
@@ -127,8 +127,10 @@ def closed_loop(make_sender, concurrency: int, max_requests: int, duration_s: fl
                 ok = send()
             except Exception:  # noqa: BLE001 - a refused or failed request is counted, never fatal to the run
                 ok = False
-            mine.append(time.perf_counter() - sent)
-            errors[index] += not ok
+            if ok:
+                mine.append(time.perf_counter() - sent)
+            else:
+                failed[index] += 1
 
     threads = [threading.Thread(target=worker, args=(i,)) for i in range(concurrency)]
     for thread in threads:
@@ -136,18 +138,30 @@ def closed_loop(make_sender, concurrency: int, max_requests: int, duration_s: fl
     for thread in threads:
         thread.join()
     wall_s = time.perf_counter() - start
-    done = np.array([x for chunk in latencies for x in chunk]) * 1e3  # ms
-    p50, p90, p99 = np.percentile(done, [50, 90, 99]) if len(done) else (None, None, None)
+    return summarise(
+        [x for chunk in latencies for x in chunk], int(sum(failed)), wall_s, concurrency,
+        "requests" if tickets[0] <= 0 else "duration",
+    )
+
+
+def summarise(
+    latencies_s: list[float], failed: int, wall_s: float, concurrency: int, stopped_by: str
+) -> dict:
+    """One measurement: failed requests are counted apart and left out of the percentiles and the
+    throughput (a fast error is not a fast answer); with no successful request there are no figures."""
+    done_ms = np.array(latencies_s) * 1e3
+    p50, p90, p99 = (float(p) for p in np.percentile(done_ms, [50, 90, 99])) if len(done_ms) else (None,) * 3
     return {
         "concurrency": concurrency,
-        "requests": len(done),
-        "errors": int(sum(errors)),
+        "requests": len(done_ms) + failed,
+        "succeeded": len(done_ms),
+        "failed": failed,
         "wall_s": wall_s,
-        "throughput_rps": len(done) / wall_s if wall_s > 0 else None,
-        "p50_ms": p50 and float(p50),
-        "p90_ms": p90 and float(p90),
-        "p99_ms": p99 and float(p99),
-        "stopped_by": "requests" if tickets[0] <= 0 else "duration",
+        "throughput_rps": len(done_ms) / wall_s if wall_s > 0 and len(done_ms) else None,
+        "p50_ms": p50,
+        "p90_ms": p90,
+        "p99_ms": p99,
+        "stopped_by": stopped_by,
     }
 
 

@@ -24,7 +24,8 @@ from pathlib import Path
 from spotdiff import children as boundary
 from spotdiff.errors import UserError
 from spotdiff.serve.loadgen import PROTOCOLS
-from spotdiff.serve.models import LOADERS, NAME_RE
+from spotdiff.serve.roots import model_root, servable
+from spotdiff.serve.tuning import TUNING
 
 SERVER_START_S = 180.0
 PACKAGES = (
@@ -40,36 +41,6 @@ PACKAGES = (
     "httpx",
     "httptools",
 )
-
-
-def model_root(target: Path) -> Path:
-    """The model root TARGET names (itself, or a run directory's `models/`); a UserError if none."""
-    if not target.is_dir():
-        raise UserError(f"no such directory: {target}; pass a model root or a run directory")
-    root = target / "models" if (target / "results.json").is_file() else target
-    if not servable(root):
-        hint = "run `spotdiff export RUN_DIR` first" if root != target else "write one with `spotdiff export`"
-        raise UserError(f"no servable model (<name>/<version>/model.*) in {root}; {hint}")
-    return root
-
-
-def servable(root: Path) -> dict[str, dict]:
-    """Name -> {framework, format} for the latest version of each model the server can load."""
-    exported = {}
-    if (root / "export.json").is_file():
-        exported = {a["name"]: a for a in json.loads((root / "export.json").read_text()).get("artefacts", [])}
-    found: dict[str, dict] = {}
-    for version_dir in sorted(root.glob("*/*"), key=lambda p: (p.parent.name, p.name.zfill(12))):
-        name = version_dir.parent.name
-        if not (NAME_RE.match(name) and version_dir.name.isdigit()):
-            continue
-        for filename, (fmt, _) in LOADERS.items():
-            if (version_dir / filename).is_file():
-                parts = name.split("-")
-                framework = exported.get(name, {}).get("framework") or (parts[1] if len(parts) > 2 else "?")
-                found[name] = {"framework": framework, "format": fmt, "version": int(version_dir.name)}
-                break
-    return found
 
 
 def _cpu_halves() -> tuple[set[int] | None, set[int] | None]:
@@ -137,33 +108,53 @@ def _run_child(children: Children, args: list[str], cpus, timeout_s: float, log:
         return out or ""
 
 
+def loadtest_status(rows: list[dict], failures: list[dict]) -> str:
+    """"complete" only when every measurement ran and every request succeeded; otherwise "degraded: ..."
+    with the count of failed requests (and of measurements that did not run)."""
+    sent = sum(r.get("requests") or 0 for r in rows)
+    failed = sum(r.get("failed") or 0 for r in rows)
+    problems = []
+    if failed:
+        problems.append(f"{failed} of {sent} requests failed")
+    if failures:
+        problems.append(f"{len(failures)} measurement{'s' if len(failures) > 1 else ''} did not run")
+    return "degraded: " + "; ".join(problems) if problems else "complete"
+
+
+def _comparable(row: dict | None) -> bool:
+    """Enough data for a verdict: answers and figures, and no failed request skewing them."""
+    return bool(row and row.get("succeeded") and not row.get("failed") and row.get("throughput_rps")
+                and row.get("p99_ms"))
+
+
 def _summaries(rows: list[dict], in_process: list[dict]) -> tuple[list[dict], list[dict]]:
-    """The Flask ratio per model and concurrency, and the REST p50 overhead over an in-process call."""
+    """The Flask comparison per model and concurrency (both sides' p99 and throughput, then the
+    ratios), and the REST p50 overhead over an in-process call. No ratio from a measurement with a
+    failed request or without answers."""
     by_key = {(r["model"], r["protocol"], r.get("concurrency")): r for r in rows if "error" not in r}
     ratios = []
     for (model, protocol, concurrency), ours in by_key.items():
         flask = by_key.get((model, "flask", concurrency))
-        if (
-            protocol != "rest-tfserving"
-            or not flask
-            or not flask.get("throughput_rps")
-            or not flask.get("p99_ms")
-        ):
+        if protocol != "rest-tfserving" or not _comparable(ours) or not _comparable(flask):
             continue
         ratios.append(
             {
                 "model": model,
                 "concurrency": concurrency,
-                "throughput_ratio": (ours["throughput_rps"] or 0) / flask["throughput_rps"],
-                "p99_ratio": (ours["p99_ms"] or 0) / flask["p99_ms"],
-                "throughput_at_least_flask": (ours["throughput_rps"] or 0) >= flask["throughput_rps"],
-                "p99_lower_than_flask": (ours["p99_ms"] or 0) < flask["p99_ms"],
+                "throughput_rps": ours["throughput_rps"],
+                "flask_throughput_rps": flask["throughput_rps"],
+                "p99_ms": ours["p99_ms"],
+                "flask_p99_ms": flask["p99_ms"],
+                "throughput_ratio": ours["throughput_rps"] / flask["throughput_rps"],
+                "p99_ratio": ours["p99_ms"] / flask["p99_ms"],
+                "throughput_at_least_flask": ours["throughput_rps"] >= flask["throughput_rps"],
+                "p99_lower_than_flask": ours["p99_ms"] < flask["p99_ms"],
             }
         )
     overheads = []
     for timed in in_process:
         rest = by_key.get((timed["model"], "rest-tfserving", 1))
-        if rest and rest.get("p50_ms") is not None:
+        if _comparable(rest) and rest.get("p50_ms") is not None:
             overhead = rest["p50_ms"] - timed["p50_ms"]
             overheads.append(
                 {
@@ -215,6 +206,8 @@ def run_loadtest(
         "protocols": list(protocols),
         "cpus": {"servers": sorted(server_cpus or []), "client": sorted(client_cpus or [])},
         "flask_server": f"Flask {_version('Flask')} on waitress {_version('waitress')} (default 4 threads)",
+        # the same for both servers, so that the comparison is of the servers, not of their tuning
+        "process_tuning": {"spotdiff serve": TUNING, "flask": TUNING, "cpus": "both on the servers' CPUs"},
         "rows": [],
         "in_process": [],
         "mobile": [],
@@ -236,7 +229,7 @@ def run_loadtest(
     results = {
         "schema": results_file.SCHEMA_VERSION,
         "run_id": f"loadtest-{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:6]}",
-        "status": "complete",
+        "status": loadtest_status(serving["rows"], serving["failures"]),
         "environment": environment,
         "experiment": {"kind": "loadtest", "target": str(target), **serving["bounds"]},
         "cells": [],

@@ -1,6 +1,7 @@
 """Load exported digit models for serving. Each format has a loader that never unpickles:
-ONNX -> onnxruntime, TFLite -> the TFLite interpreter, SavedModel -> tf.saved_model.load,
-jax.export artefacts -> jax.export.deserialize. `.pt2` programs are served through their ONNX twin."""
+ONNX -> onnxruntime, TFLite -> the LiteRT interpreter, SavedModel -> tf.saved_model.load,
+jax.export artefacts -> jax.export.deserialize, AOTInductor packages -> torch._inductor.aoti_load_package
+(PyTorch's own runtime). The plain `torch.export` `.pt2` is not served: its AOTInductor package is."""
 
 from __future__ import annotations
 
@@ -81,7 +82,23 @@ def _jax(path: Path):
     return lambda x: np.asarray(exported.call(x))
 
 
+def _aoti(path: Path):
+    import torch
+
+    package = torch._inductor.aoti_load_package(str(path))
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        # one channel: NHWC and NCHW hold the same bytes, and a reshape gives the canonical strides
+        # the package was compiled for (a transpose's view keeps odd ones)
+        images = torch.from_numpy(np.ascontiguousarray(x).reshape(len(x), 1, 28, 28))  # (N, 1, 28, 28)
+        with torch.inference_mode():
+            return package(images).numpy()
+
+    return predict
+
+
 LOADERS = {
+    "model.aoti.pt2": ("aoti", _aoti),
     "model.onnx": ("onnx", _onnx),
     "model.tflite": ("tflite", _tflite),
     "saved_model.pb": ("savedmodel", _savedmodel),
