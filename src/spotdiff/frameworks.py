@@ -13,7 +13,8 @@ class Mode:
 
     `env` is set in the child before the framework is imported (e.g. which backend it runs on);
     `runs_on` names the framework this mode executes on, and `counterparts` that framework's task
-    modes that execute the same way: the report compares the two ("X on Y" vs Y).
+    modes that execute the same way: the report compares the two ("X on Y" vs Y). `default`: in
+    the default run (`spotdiff run` naming no task or mode) unless a task's spec chooses otherwise.
     """
 
     name: str
@@ -21,6 +22,7 @@ class Mode:
     env: tuple[tuple[str, str], ...] = ()
     runs_on: str | None = None
     counterparts: tuple[str, ...] = ()
+    default: bool = False
 
 
 @dataclass(frozen=True)
@@ -48,17 +50,20 @@ Counterparts = tuple[str, ...]
 
 
 def backend_modes(
-    env_var: str, switch: str, backends: dict[str, tuple[Counterparts, Counterparts]]
+    env_var: str, switch: str, backends: dict[str, tuple[Counterparts, Counterparts]],
+    default: tuple[str, ...] = (),
 ) -> tuple[Mode, ...]:
     """Modes of a framework that runs on other frameworks: per backend `b` (chosen with `env_var`),
     `b` with its compiler `switch` off and `b-jit` with it on. `backends` maps each backend to the
-    counterparts (its own task modes that execute the same way) of the off and the on mode."""
+    counterparts (its own task modes that execute the same way) of the off and the on mode;
+    `default` names the modes of the default run."""
     modes = []
     for backend, (off, on) in backends.items():
         for suffix, value, counterparts in (("", False, off), ("-jit", True, on)):
             like = " / ".join(counterparts)
             help_text = f"on {backend}, {switch}={value} (runs like {backend} {like})"
-            modes.append(Mode(f"{backend}{suffix}", help_text, ((env_var, backend),), backend, counterparts))
+            name = f"{backend}{suffix}"
+            modes.append(Mode(name, help_text, ((env_var, backend),), backend, counterparts, name in default))
     return tuple(modes)
 
 
@@ -70,6 +75,9 @@ FRAMEWORKS: dict[str, Framework] = {
         "KERAS_BACKEND", "jit_compile",
         {"jax": (("eager",), ("jit",)), "tensorflow": (("graph", "fit"), ("xla",)),
          "torch": (("eager",), ("compile",))},
+        # Default run: what Keras does by default here (TensorFlow backend; jit_compile="auto" turns
+        # XLA off on a CPU-only machine) and its fastest mode on the exponent (with XLA).
+        default=("tensorflow", "tensorflow-jit"),
     )),
 }
 

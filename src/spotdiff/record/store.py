@@ -6,9 +6,11 @@ A store that cannot be opened or written raises StoreError, one line saying how 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sqlite3
+import statistics
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator
@@ -35,11 +37,18 @@ CREATE TABLE IF NOT EXISTS cells (
     cell_id     TEXT NOT NULL,
     task        TEXT, framework TEXT, mode TEXT, variant TEXT, status TEXT,
     metrics     TEXT,
+    wall_s      REAL,
+    fingerprint TEXT,
     PRIMARY KEY (run_id, cell_id)
 );
 """
 
-SCHEMA_VERSION = 1  # PRAGMA user_version; 1: one run per folder (UNIQUE index on runs.path)
+# PRAGMA user_version; 1: one run per folder (UNIQUE index on runs.path); 2: cells.wall_s and
+# cells.fingerprint, from which `spotdiff run` estimates how long a cell will take.
+SCHEMA_VERSION = 2
+# Experiment settings that change how long a cell takes (with its id, they make its fingerprint).
+DURATION_SETTINGS = ("threads", "device", "precision", "overrides", "repeats", "max_repeats",
+                     "spread_bound", "repeat_budget_s", "workers", "executor")
 
 
 class StoreError(UserError):
@@ -61,11 +70,18 @@ def _migrate(conn: sqlite3.Connection) -> None:
         return
     conn.execute("BEGIN IMMEDIATE")  # one migrating process at a time; the others wait, then see it done
     try:
-        if conn.execute("PRAGMA user_version").fetchone()[0] < SCHEMA_VERSION:
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version < 1:
             # Stores from before version 1 may hold several runs of one folder: keep the last indexed.
             conn.execute("DELETE FROM runs WHERE rowid NOT IN (SELECT max(rowid) FROM runs GROUP BY path)")
             conn.execute("DELETE FROM cells WHERE run_id NOT IN (SELECT run_id FROM runs)")
             conn.execute("CREATE UNIQUE INDEX IF NOT EXISTS runs_one_per_folder ON runs(path)")
+        if version < 2:
+            columns = {row[1] for row in conn.execute("PRAGMA table_info(cells)")}
+            for name, kind in (("wall_s", "REAL"), ("fingerprint", "TEXT")):
+                if name not in columns:
+                    conn.execute(f"ALTER TABLE cells ADD COLUMN {name} {kind}")
+        if version < SCHEMA_VERSION:
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         conn.commit()
     except BaseException:
@@ -135,14 +151,46 @@ def index_run(results: dict[str, Any], run_dir: Path, path: Path | None = None) 
                 env.get("hostname"), env.get("cpu_model"), json.dumps(env.get("frameworks", {})),
             ),
         )
+        experiment = results.get("experiment") or {}
         conn.executemany(
-            "INSERT INTO cells VALUES (?,?,?,?,?,?,?,?)",
+            "INSERT INTO cells (run_id, cell_id, task, framework, mode, variant, status, metrics, "
+            "wall_s, fingerprint) VALUES (?,?,?,?,?,?,?,?,?,?)",
             [
                 (results["run_id"], c["id"], c["task"], c["framework"], c["mode"], c["variant"],
-                 c["status"], json.dumps(c.get("metrics", {})))
+                 c["status"], json.dumps(c.get("metrics", {})), c.get("wall_s"),
+                 cell_fingerprint(c["id"], experiment))
                 for c in cells
             ],
         )
+
+
+def cell_fingerprint(cell_id: str, experiment: dict[str, Any]) -> str:
+    """Which past cells say how long this one takes: the same id (task, framework, mode, variant,
+    seed) under the same duration-relevant settings (`DURATION_SETTINGS` of the experiment)."""
+    settings = {key: experiment.get(key) for key in DURATION_SETTINGS}
+    blob = json.dumps({"cell": cell_id, **settings}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def past_wall_s(fingerprints: list[str], hostname: str, path: Path | None = None,
+                last: int = 5) -> dict[str, float]:
+    """Fingerprint -> median wall seconds of its last `last` ok runs on `hostname` (those seen)."""
+    target = path or db_path()
+    if not fingerprints or not target.exists():
+        return {}
+    marks = ",".join("?" * len(fingerprints))
+    with _open(target) as conn:
+        rows = conn.execute(
+            f"SELECT cells.fingerprint, cells.wall_s FROM cells JOIN runs USING (run_id) "
+            f"WHERE runs.hostname = ? AND cells.status = 'ok' AND cells.wall_s IS NOT NULL "
+            f"AND cells.fingerprint IN ({marks}) ORDER BY runs.started_at DESC, runs.rowid DESC",
+            (hostname, *fingerprints),
+        ).fetchall()
+    seen: dict[str, list[float]] = {}
+    for fingerprint, wall_s in rows:
+        if len(seen.setdefault(fingerprint, [])) < last:
+            seen[fingerprint].append(wall_s)
+    return {fingerprint: statistics.median(walls) for fingerprint, walls in seen.items()}
 
 
 def list_runs(limit: int = 50, path: Path | None = None) -> list[dict[str, Any]]:

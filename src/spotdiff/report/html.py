@@ -255,6 +255,15 @@ def _rows(results: dict[str, Any], task: str, columns: list[dict[str, Any]]) -> 
     return rows
 
 
+def repeats_label(experiment: dict[str, Any]) -> Any:
+    """`--repeats N`: N; adaptive repeats (no --repeats): the rule, as docs/measurement.md states it."""
+    if experiment.get("repeats") is not None or "max_repeats" not in experiment:
+        return experiment.get("repeats")
+    bound = experiment.get("spread_bound", 0.05) * 100
+    return (f"adaptive: 3 to {experiment['max_repeats']}, until the median's interval is within "
+            f"±{bound:g} % or {experiment.get('repeat_budget_s', 4.0):g} s are spent")
+
+
 def _environment(results: dict[str, Any]) -> dict[str, Any]:
     env, experiment = results.get("environment") or {}, results.get("experiment") or {}
     cores, usable = env.get("cpu_cores"), env.get("cpu_affinity_cores")
@@ -267,7 +276,7 @@ def _environment(results: dict[str, Any]) -> dict[str, Any]:
         ("cores", f"{cores} ({usable} usable)" if usable and usable != cores else cores),
         ("threads", env.get("threads")), ("device", device), ("dtype", env.get("dtype")),
         ("Python", env.get("python")), ("platform", env.get("platform")),
-        ("seed", experiment.get("seed")), ("repeats", experiment.get("repeats")),
+        ("seed", experiment.get("seed")), ("repeats", repeats_label(experiment)),
     ]
     per_framework = {}
     for cell in results.get("cells") or []:
