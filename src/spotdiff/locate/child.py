@@ -70,7 +70,8 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
             answer["runs"][key] = {
                 "status": "ok", "record_s": time.perf_counter() - began,
                 "layers": [list(layer) for layer in got["layers"]],
-                "params": list(got["params"]), "optimizer": got.get("optimizer"),
+                "params": list(got["params"]), "buffers": list(got.get("buffers", ())),
+                "optimizer": got.get("optimizer"),
                 "aligned": sorted(got.get("aligned", ())),
                 "nonfinite": sorted(n for n, v in tensors.items() if not np.all(np.isfinite(v))),
             }

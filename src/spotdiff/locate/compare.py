@@ -57,16 +57,17 @@ class Row:
                 for k, v in asdict(self).items()}
 
 
-def entries(layers: list[list[str]], params: list[str], steps: int) -> list[Entry]:
+def entries(layers: list[list[str]], params: list[str], steps: int, buffers: list[str] = ()) -> list[Entry]:
     """Every recorded tensor in step order; inside a step: forward layers in order, the loss, every
-    gradient, every parameter after the update. `layers` holds (name, kind) pairs."""
+    gradient, every parameter after the update, then every buffer (running statistics: updated,
+    never differentiated). `layers` holds (name, kind) pairs."""
     kinds = dict((name, kind) for name, kind in layers)
     out = []
     for step in range(steps):
         out += [Entry(f"{step}/forward/{name}", step, "forward", name, kind) for name, kind in layers]
         out.append(Entry(f"{step}/loss", step, "loss", "loss", "loss"))
         out += [Entry(f"{step}/grad/{p}", step, "backward", p, _kind(kinds, p)) for p in params]
-        out += [Entry(f"{step}/param/{p}", step, "update", p, _kind(kinds, p)) for p in params]
+        out += [Entry(f"{step}/param/{p}", step, "update", p, _kind(kinds, p)) for p in (*params, *buffers)]
     return out
 
 

@@ -115,7 +115,7 @@ def analyse(answers: dict[str, dict[str, Any]], run: str, steps: int) -> dict[st
             recorded[name] = tensors
     names = list(recorded)
     meta = next((answers[n]["runs"][f"{run}-float32"] for n in names), {})
-    order = compare.entries(meta.get("layers", []), meta.get("params", []), steps)
+    order = compare.entries(meta.get("layers", []), meta.get("params", []), steps, meta.get("buffers", []))
     result: dict[str, Any] = {"run": run, "failures": failures, "pairs": {}, "order": [e.key for e in order],
                               "aligned_by": {n: answers[n]["runs"][f"{run}-float32"].get("aligned", [])
                                              for n in names}}
