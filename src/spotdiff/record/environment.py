@@ -9,8 +9,8 @@ import sys
 import time
 from typing import Any
 
-from spotdiff import __version__
 from spotdiff import frameworks as fw
+from spotdiff._version import __version__
 
 # Environment variables that change what a framework computes or how fast.
 RELEVANT_FLAGS = (

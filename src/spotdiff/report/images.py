@@ -8,7 +8,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from spotdiff.overrides import params_for
-from spotdiff.report.plots import cell_label, ordered_cells, task_spec
+from spotdiff.report.cells import cell_label, ordered_cells, task_spec
 
 PER_ROW = 10
 
@@ -30,17 +30,20 @@ def misclassified_figure(results: dict[str, Any], task: str, variant: str) -> Fi
     except Exception:  # data no longer available where the report is rendered: leave the grid out
         return None
     fig = Figure(figsize=(PER_ROW * 0.62 + 1.6, 0.78 * len(cells) + 0.5))
-    grid = fig.add_gridspec(len(cells), PER_ROW + 1, width_ratios=[2.4] + [1] * PER_ROW, wspace=0.08, hspace=0.35)
+    grid = fig.add_gridspec(len(cells), PER_ROW + 1, width_ratios=[2.4] + [1] * PER_ROW,
+                            wspace=0.08, hspace=0.35)
     for row, cell in enumerate(cells):
         label_ax = fig.add_subplot(grid[row, 0])
         label_ax.axis("off")
         label_ax.text(1.0, 0.5, cell_label(cell), ha="right", va="center", fontsize=9)
         series = cell["series"]
-        for col, (index, predicted) in enumerate(zip(series["misclassified_index"][:PER_ROW], series["misclassified_pred"])):
+        shown = zip(series["misclassified_index"][:PER_ROW], series["misclassified_pred"])
+        for col, (index, predicted) in enumerate(shown):
             ax = fig.add_subplot(grid[row, col + 1])
             ax.imshow(np.asarray(images[index]), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
             ax.set_title(f"{predicted} ({labels[index]})", fontsize=8, pad=2)
             ax.set_xticks([])
             ax.set_yticks([])
-    fig.suptitle(f"{task} · {variant} · misclassified test images: predicted (true)", fontsize=10, x=0.02, ha="left")
+    fig.suptitle(f"{task} · {variant} · misclassified test images: predicted (true)",
+                 fontsize=10, x=0.02, ha="left")
     return fig

@@ -21,7 +21,8 @@ from matplotlib.ticker import FuncFormatter
 
 from spotdiff.errors import UserError
 from spotdiff.overrides import params_for
-from spotdiff.tasks import get_spec
+from spotdiff.report.cells import cell_label, mode_index, ordered_cells, task_spec
+from spotdiff.report.images import misclassified_figure
 from spotdiff.tasks.base import TaskSpec
 
 matplotlib.use("Agg")  # no display, ever; figures are built with the object API only
@@ -86,14 +87,6 @@ def finite_number(value: Any) -> float | None:
     return None
 
 
-def task_spec(task: str) -> TaskSpec | None:
-    """The registered spec of `task`, or None for a task this version does not know."""
-    try:
-        return get_spec(task)
-    except (UserError, ImportError, AttributeError):
-        return None
-
-
 def reference_value(results: dict[str, Any], task: str, key: str) -> float | None:
     """The true value of series `key`: the task's `true_<key>` param (with the run's overrides)."""
     spec = task_spec(task)
@@ -108,31 +101,6 @@ def reference_value(results: dict[str, Any], task: str, key: str) -> float | Non
         except UserError:  # a bad override must not break a report
             value = spec.params.model_fields[field].default
     return finite_number(value)
-
-
-def ordered_cells(results: dict[str, Any], task: str) -> list[dict[str, Any]]:
-    """The cells of `task` in the spec's framework and mode order, then variant and seed."""
-    cells = [c for c in results.get("cells") or [] if c.get("task") == task]
-    spec = task_spec(task)
-    frameworks = list(spec.modes) if spec else []
-    variants = list(spec.variants) if spec else []
-    frameworks += [f for f in dict.fromkeys(c.get("framework") for c in cells) if f not in frameworks]
-    variants += [v for v in dict.fromkeys(c.get("variant") for c in cells) if v not in variants]
-    return sorted(cells, key=lambda c: (
-        frameworks.index(c.get("framework")), mode_index(c, spec, cells),
-        variants.index(c.get("variant")), c.get("seed") or 0))
-
-
-def mode_index(cell: dict[str, Any], spec: TaskSpec | None, cells: list[dict[str, Any]]) -> int:
-    framework, mode = cell.get("framework"), cell.get("mode")
-    modes = list(spec.modes.get(framework, ())) if spec else []
-    seen = dict.fromkeys(other.get("mode") for other in cells if other.get("framework") == framework)
-    return (modes + [m for m in seen if m not in modes]).index(mode)
-
-
-def cell_label(cell: dict[str, Any], with_seed: bool = False) -> str:
-    label = f"{cell.get('framework')}-{cell.get('mode')}"
-    return f"{label} s{cell.get('seed')}" if with_seed else label
 
 
 def variants_of(results: dict[str, Any], task: str) -> list[str]:
@@ -285,8 +253,6 @@ def _task_plots(results: dict[str, Any], task: str, png_dir: Path | None) -> lis
         for key, label, log_scale in _series_keys(results, task, spec):
             figure = series_figure(results, task, variant, key, label, log_scale)
             wanted.append((variant, _file_stem(task, variant, key), label, figure))
-        from spotdiff.report.images import misclassified_figure
-
         wanted.append((variant, _file_stem(task, variant, "misclassified"), "misclassified",
                        misclassified_figure(results, task, variant)))
     labels = {k: (lbl, unit) for k, lbl, unit, _ in spec.headline_metrics} if spec else {}

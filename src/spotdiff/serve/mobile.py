@@ -10,26 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from spotdiff.serve.inprocess import time_predict
+from spotdiff.serve.litert import interpreter_class
 
 MARK = "SPOTDIFF_MOBILE "
-
-
-def interpreter_class():
-    """LiteRT's interpreter (ai-edge-litert), else TensorFlow's deprecated tf.lite one; and its name."""
-    try:
-        from ai_edge_litert.interpreter import Interpreter
-
-        return Interpreter, f"ai-edge-litert {metadata.version('ai-edge-litert')}"
-    except ImportError:
-        import tensorflow as tf
-
-        return tf.lite.Interpreter, f"tf.lite.Interpreter (tensorflow {tf.__version__})"
 
 
 def litert_predictor(path: Path, interpreter_type: type, batch: int = 1):

@@ -49,7 +49,7 @@ def _onnx(path: Path):
 
 
 def _tflite(path: Path):
-    from spotdiff.serve.mobile import interpreter_class
+    from spotdiff.serve.litert import interpreter_class
 
     # One interpreter, built once and resized only when the batch changes (callers hold the lock).
     interpreter = interpreter_class()[0](model_path=str(path))
