@@ -60,8 +60,10 @@ def loss_fn(model, tokens, lengths, labels, masked: bool) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
-def make_optimizer(params) -> optax.GradientTransformation:
-    return optax.adam(params.lr, eps=1e-7)
+def make_optimizer(model, params) -> tuple[optax.GradientTransformation, optax.OptState]:
+    """Adam for `model` and its initial state (optax keeps the state apart from the optimizer)."""
+    optimizer = optax.adam(params.lr, eps=1e-7)
+    return optimizer, optimizer.init(model)
 
 
 def batch_arrays(data, split: str, index: np.ndarray, mode: str, max_len: int):
@@ -112,8 +114,7 @@ def run(cell, params, data, cell_dir: Path):
     model = build_model(params, data)
     probe = batch_arrays(data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len)
     first_batch_loss = float(loss_fn(model, *probe, cell.mode == "packed"))
-    optimizer = make_optimizer(params)
-    opt_state = optimizer.init(model)
+    optimizer, opt_state = make_optimizer(model, params)
     step, traces = build_runner(optimizer, cell.mode)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:

@@ -48,7 +48,7 @@ def loss_fn(logits, labels):
     return keras.losses.sparse_categorical_crossentropy(labels, logits, from_logits=True)
 
 
-def make_optimizer(params, model: keras.Model) -> keras.optimizers.Optimizer:
+def make_optimizer(model: keras.Model, params) -> keras.optimizers.Optimizer:
     optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
     # Built now, not on the first step: variables created while tracing force a second trace.
     optimizer.build(model.trainable_variables)
@@ -113,7 +113,7 @@ def run(cell, params, data, cell_dir: Path):
     tokens, lengths, labels = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size),
                                             cell.mode, params.max_len)
     first_batch_loss = float(tf.reduce_mean(loss_fn(model(tokens, lengths), labels)))
-    step = build_runner(model, make_optimizer(params, model), cell.mode, params.max_len)
+    step = build_runner(model, make_optimizer(model, params), cell.mode, params.max_len)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         start = time.perf_counter()

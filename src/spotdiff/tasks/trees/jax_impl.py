@@ -85,8 +85,10 @@ def loss_fn(model, data, split: str, index: np.ndarray, mode: str, batch_size: i
     return jnp.mean(jnp.stack(losses))
 
 
-def make_optimizer(params) -> optax.GradientTransformation:
-    return optax.adam(params.lr, eps=1e-7)
+def make_optimizer(model, params) -> tuple[optax.GradientTransformation, optax.OptState]:
+    """Adam for `model` and its initial state (optax keeps the state apart from the optimizer)."""
+    optimizer = optax.adam(params.lr, eps=1e-7)
+    return optimizer, optimizer.init(model)
 
 
 def tree_arrays(data, split: str, i: int):
@@ -176,8 +178,7 @@ def run(cell, params, data, cell_dir: Path):
     model = build_model(params, data)
     first_batch_loss = float(loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size),
                                      cell.mode, params.batch_size))
-    optimizer = make_optimizer(params)
-    opt_state = optimizer.init(model)
+    optimizer, opt_state = make_optimizer(model, params)
     step, traces = build_runner(optimizer, cell.mode, data, params.batch_size)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:

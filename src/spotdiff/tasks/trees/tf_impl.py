@@ -67,7 +67,7 @@ def loss_fn(model, data, split: str, index: np.ndarray):
     return cross_entropy(logits, tf.constant(data[f"labels_{split}"][index]))
 
 
-def make_optimizer(params, model: TreeNet) -> keras.optimizers.Optimizer:
+def make_optimizer(model: TreeNet, params) -> keras.optimizers.Optimizer:
     optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
     # Built now, not on the first step: variables created while tracing force a second trace.
     optimizer.build(model.trainable_variables)
@@ -150,7 +150,7 @@ def run(cell, params, data, cell_dir: Path):
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data)
     first_batch_loss = float(loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size)))
-    step, traced = build_runner(model, make_optimizer(params, model), cell.mode, data)
+    step, traced = build_runner(model, make_optimizer(model, params), cell.mode, data)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         start = time.perf_counter()
