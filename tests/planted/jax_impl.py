@@ -7,6 +7,8 @@ from typing import Any
 import numpy as np
 from planted_net import record
 
+RECORDS_WITH = "jax"  # every framework's child runs the JAX network: it imports JAX only
+
 
 def record_steps(params: Any, data: dict[str, np.ndarray], steps: int, dtype: str, align: dict[str, Any],
                  mode: str, variant: str) -> dict[str, Any]:

@@ -13,8 +13,10 @@ Started through `spotdiff.children`, pinned before numpy or the framework is imp
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
+import re
 import resource
 import sys
 import time
@@ -27,6 +29,18 @@ DTYPES = ("float32", "float64")
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+
+
+def records_with(impl_name: str, framework: str) -> str:
+    """The framework whose process settings (and import) the recorder needs: `framework`, unless
+    the implementation declares `RECORDS_WITH = "NAME"` (read, not imported), as a task does whose
+    implementations all run one framework's code; the child then never imports the others."""
+    try:
+        origin = importlib.util.find_spec(impl_name).origin
+        found = re.search(r'^RECORDS_WITH = "(\w+)"', Path(origin).read_text(), re.MULTILINE)
+    except (ImportError, ValueError, AttributeError, OSError):
+        return framework
+    return found.group(1) if found else framework
 
 
 def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
@@ -44,14 +58,15 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     os.environ["CUDA_VISIBLE_DEVICES"] = ""  # recording compares numerics: CPU, no TF32
     os.environ["JAX_PLATFORMS"] = "cpu"
+    spec = get_spec(request["task"])  # a spec imports no framework
+    impl_name = impl_module(request["task"], framework.impl_prefix)
     start = time.perf_counter()
-    env = importlib.import_module(f"spotdiff.backends.{framework.name}.env")
+    env = importlib.import_module(f"spotdiff.backends.{records_with(impl_name, framework.name)}.env")
     env.configure(children.pinned().get("threads", 1), request["seed"], "cpu")
     import_s = time.perf_counter() - start
-    spec = get_spec(request["task"])
     params = params_for(spec, request["overrides"])
     data = spec.build_data(params, request["seed"])
-    impl = importlib.import_module(impl_module(request["task"], framework.impl_prefix))
+    impl = importlib.import_module(impl_name)
     answer: dict[str, Any] = {"status": "done", "versions": env.versions(), "import_s": import_s,
                               "runs": {}}
     for run in request["runs"]:
