@@ -75,3 +75,23 @@ def shared_weights(model: str, seed: int) -> dict[str, np.ndarray]:
         weights[f"{layer.name}.weight"] = rng.uniform(-bound, bound, layer.shape).astype(np.float32)
         weights[f"{layer.name}.bias"] = rng.uniform(-bound, bound, layer.shape[0]).astype(np.float32)
     return weights
+
+
+# What `spotdiff where` records, in forward order: (name, kind), the same in every framework.
+# Activations are recorded NCHW and the flatten in (C, H, W) order, the neutral layout.
+WHERE_LAYERS: dict[str, list[tuple[str, str]]] = {
+    "pytorch-examples": [("conv1", "conv2d"), ("pool1", "maxpool"), ("relu1", "relu"), ("conv2", "conv2d"),
+                         ("pool2", "maxpool"), ("relu2", "relu"), ("flatten", "flatten"), ("fc1", "dense"),
+                         ("relu3", "relu"), ("fc2", "dense")],
+    "tf-layers": [("conv1", "conv2d"), ("relu1", "relu"), ("pool1", "maxpool"), ("conv2", "conv2d"),
+                  ("relu2", "relu"), ("pool2", "maxpool"), ("flatten", "flatten"), ("fc1", "dense"),
+                  ("relu3", "relu"), ("fc2", "dense")],
+}
+
+
+def where_batches(data: dict[str, np.ndarray], batch_size: int,
+                  steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The batches `spotdiff where` trains on: the first `steps` of epoch 1, (B, 28, 28), (B,)."""
+    order = data["epoch_order"][0]
+    picks = [order[i * batch_size:(i + 1) * batch_size] for i in range(steps)]
+    return [(data["x_train"][p], data["y_train"][p]) for p in picks if len(p)]
