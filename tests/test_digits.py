@@ -43,19 +43,32 @@ def test_cell_trains_and_reports_the_promised_metrics(digits_run, framework, mod
 
 
 def test_parity_probe_agrees_across_every_pair(digits_run):
+    """spotdiff.parity.compare over every cell: PASS, and per check the worst deviation over all pairs
+    within that check's tolerance (README: logits and gradients within 1e-4, first-epoch loss 1e-3)."""
     probe = digits_run["parity"]["digits"]["probe"]
-    assert probe["cells"] == len(MATRIX) and probe["verdict"] == "PASS" and not probe["failures"]
+    labels = {f"{framework}-{mode}" for framework, mode in MATRIX}
+    assert probe["verdict"] == "PASS" and probe["passed"] is True and not probe["failures"]
+    assert probe["cells"] == len(MATRIX) and set(probe["compared"]) == labels
+    assert not probe["not_compared"] and probe["failed_cells"] == 0
+    assert probe["probe_tol"] == PROBE_TOL and probe["curve_tol"] == CURVE_TOL
     checks = {c["key"]: c for c in probe["checks"]}
-    assert checks["logits"]["deviation"] <= PROBE_TOL and checks["logits"]["atol"] == PROBE_TOL
-    assert checks["grad"]["passed"] and checks["grad"]["relative_to"] == "magnitude"
-    assert checks["curve"]["deviation"] <= CURVE_TOL
-    assert probe["passed"] is True
+    assert set(checks) == {"logits", "grad", "curve"}
+    for key, check in checks.items():
+        assert check["passed"] is True, key
+        assert len(set(check["pair"])) == 2 and set(check["pair"]) <= labels, key
+        assert 0 <= check["deviation"] <= check["tol"] and check["ratio"] <= 1, (key, check["deviation"])
+    assert checks["logits"]["tol"] == PROBE_TOL and checks["curve"]["tol"] == CURVE_TOL  # absolute
+    # Gradients: atol 1e-7 + PROBE_TOL x the gradient's largest |value|, so it grows with the gradient.
+    grad = checks["grad"]
+    assert grad["relative_to"] == "magnitude" and grad["rtol"] == PROBE_TOL
+    assert grad["atol"] < grad["tol"] and grad["deviation"] <= PROBE_TOL
 
 
 def test_flops_and_parameter_counts_follow_the_architecture():
     for model in models.MODELS:
         assert models.param_count(model) == models.PARAM_COUNTS[model]
-    assert models.forward_flops_per_image("pytorch-examples") == 2 * (25 * 10 * 24 * 24 + 10 * 25 * 20 * 8 * 8 + 320 * 50 + 50 * 10)
+    macs = 25 * 10 * 24 * 24 + 10 * 25 * 20 * 8 * 8 + 320 * 50 + 50 * 10
+    assert models.forward_flops_per_image("pytorch-examples") == 2 * macs
 
 
 def _conv_nchw(x, w):  # x (C, H, W), w (O, C, k, k): valid cross-correlation, the numpy oracle
@@ -104,7 +117,8 @@ def test_shared_weights_are_seeded_and_shaped():
 
 
 # TensorBoard: every digits cell's run carries the same content, read back with TensorBoard's reader.
-NEUTRAL_NAMES = [f"{layer}.{kind}" for layer in ("conv1", "conv2", "fc1", "fc2") for kind in ("weight", "bias")]
+NEUTRAL_NAMES = [f"{layer}.{kind}" for layer in ("conv1", "conv2", "fc1", "fc2")
+                 for kind in ("weight", "bias")]
 STEPS_PER_EPOCH = 6  # 192 images / 32
 
 
@@ -138,8 +152,9 @@ def test_tensorboard_curves_images_histograms_graph_and_projector(digits_run_dir
             steps = [e.step for e in board.Histograms(f"{kind}/{name}")]
             assert steps == [0, STEPS_PER_EPOCH, 2 * STEPS_PER_EPOCH], (kind, name)  # in order
     assert board.Graph().node  # the Graphs dashboard has something to draw
-    config = (run_dir / "tensorboard" / "digits" / f"{framework}-{mode}" / "projector_config.pbtxt").read_text()
-    tensors_path = next((run_dir / "tensorboard" / "digits" / f"{framework}-{mode}").rglob("tensors.tsv"))
+    cell_board = run_dir / "tensorboard" / "digits" / f"{framework}-{mode}"
+    config = (cell_board / "projector_config.pbtxt").read_text()
+    tensors_path = next(cell_board.rglob("tensors.tsv"))
     rows = tensors_path.read_text().strip().splitlines()
     assert len(rows) == SMALL["limit_test"] and len(rows[0].split("\t")) == 50  # fc1 features
     assert "sprite" in config and "metadata_path" in config
@@ -151,7 +166,8 @@ def test_gradient_histograms_at_init_agree_across_frameworks(digits_run_dir):
     sums = {}
     for framework, mode in MATRIX:
         board = _board(run_dir, framework, mode)
-        sums[(framework, mode)] = [board.Histograms(f"gradients/{n}")[0].histogram_value.sum for n in NEUTRAL_NAMES]
+        sums[(framework, mode)] = [board.Histograms(f"gradients/{n}")[0].histogram_value.sum
+                                   for n in NEUTRAL_NAMES]
     reference = next(iter(sums.values()))
     for key, values in sums.items():
         np.testing.assert_allclose(values, reference, atol=1e-5, err_msg=str(key))
