@@ -30,6 +30,7 @@ chromium:
 bench: $(STAMP)
 	$(BIN)/python bench/exponent_bench.py --write BENCHMARKS.md
 	$(BIN)/python bench/digits_bench.py --write BENCHMARKS.md
+	$(BIN)/python bench/keras_bench.py --write BENCHMARKS.md
 
 # Serving: spotdiff loadtest (REST, gRPC, Flask baseline, LiteRT) of every exported digit model; run it alone.
 bench-serving: $(STAMP)

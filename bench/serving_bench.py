@@ -36,9 +36,11 @@ def markdown(results: dict) -> str:
     bounds = serving["bounds"]
     lines = [
         (
-            f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores (servers on CPUs {serving['cpus']['servers']}, "
-            f"load generator on {serving['cpus']['client']}); Python {platform.python_version()}; {versions}; {packages}. "
-            f"Each measurement: at most {bounds['requests']} requests or {bounds['duration_s']} s, one image per request, "
+            f"Machine: {env['cpu_model']}, {env['cpu_cores']} cores "
+            f"(servers on CPUs {serving['cpus']['servers']}, load generator on {serving['cpus']['client']}); "
+            f"Python {platform.python_version()}; {versions}; {packages}. "
+            f"Each measurement: at most {bounds['requests']} requests or {bounds['duration_s']} s, "
+            f"one image per request, "
             f"closed loop on 127.0.0.1. Baseline: {serving['flask_server']}. Both servers: "
             f"{serving['process_tuning']['flask']}, on the same CPUs. Status: {results['status']} "
             f"(failed requests are left out of req/s and the percentiles)."
@@ -53,7 +55,8 @@ def markdown(results: dict) -> str:
     for r in rows:
         lines.append(
             f"| {r['model']} | {r['framework']} | {r['format']} | {r['protocol']} | {r['concurrency']} | "
-            f"{_fmt(r['throughput_rps'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | {_fmt(r['p99_ms'])} | "
+            f"{_fmt(r['throughput_rps'])} | {_fmt(r['p50_ms'])} | {_fmt(r['p90_ms'])} | "
+            f"{_fmt(r['p99_ms'])} | "
             f"{r['failed']} |"
         )
     lines += [
@@ -68,7 +71,8 @@ def markdown(results: dict) -> str:
         lines.append(
             f"| {r['model']} | {r['concurrency']} | {_fmt(r['throughput_ratio'])} | {_fmt(r['p99_ms'])} | "
             f"{_fmt(r['flask_p99_ms'])} | {_fmt(r['p99_ratio'])} | "
-            f"{'yes' if r['throughput_at_least_flask'] else 'no'} | {'yes' if r['p99_lower_than_flask'] else 'no'} |"
+            f"{'yes' if r['throughput_at_least_flask'] else 'no'} | "
+            f"{'yes' if r['p99_lower_than_flask'] else 'no'} |"
         )
     lines += [
         "",
@@ -101,7 +105,8 @@ def write_section(path: Path, text: str) -> None:
     doc = path.read_text() if path.exists() else "# Benchmarks\n"
     if BEGIN not in doc:
         doc += (
-            f"\n## serving (CPU)\n\n`python bench/serving_bench.py --write BENCHMARKS.md` (`make bench-serving`): "
+            "\n## serving (CPU)\n\n"
+            f"`python bench/serving_bench.py --write BENCHMARKS.md` (`make bench-serving`): "
             f"`spotdiff loadtest` of every exported digit model; see docs/serving.md.\n\n{BEGIN}\n{END}\n"
         )
     head, _, rest = doc.partition(BEGIN)

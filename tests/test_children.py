@@ -86,6 +86,23 @@ def test_the_signal_that_killed_a_child_is_named(tmp_path):
     assert finished.reason == "child killed by SIGKILL (out of memory?)"
 
 
+def test_a_child_reports_its_own_peak_memory_not_its_parents(tmp_path):
+    """A parent holding 400 MB starts a child that allocates 100 MB: the child's peak is its own."""
+    env = _module(tmp_path, "own_peak", """
+        from spotdiff.children import peak_rss_mb
+        block = bytearray(100 * 1024 * 1024)
+        block[::4096] = b"x" * len(block[::4096])  # touch every page
+        print(peak_rss_mb())
+    """)
+    held = bytearray(400 * 1024 * 1024)
+    held[::4096] = b"x" * len(held[::4096])
+    finished = children.run("own_peak", timeout_s=60, env=env)
+    assert finished.reason is None, finished.stderr
+    child_peak_mb = float(finished.stdout.split()[-1])
+    assert 100 <= child_peak_mb < 300, child_peak_mb  # ru_maxrss would say 400+ (the parent's)
+    del held
+
+
 def test_the_stderr_tail_is_kept(tmp_path):
     env = _module(tmp_path, "noisy_failure", """
         import sys

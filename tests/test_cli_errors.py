@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import pytest
-
 from conftest import run_cli
 
 CASES = [
     (["run", "nosuchtask"], "unknown task 'nosuchtask'; choose from: exponent"),
-    (["run", "--frameworks", "torch,mxnet"], "unknown framework 'mxnet'; choose from: torch, tensorflow, jax"),
+    (
+        ["run", "--frameworks", "torch,mxnet"],
+        "unknown framework 'mxnet'; choose from: torch, tensorflow, jax",
+    ),
     (["run", "--modes", "warp"], "unknown mode 'warp'"),
     (["run", "--variant", "sideways"], "unknown variant 'sideways'; choose from: "),
     (["run", "--set", "nosuchkey=1"], "unknown --set key 'nosuchkey'"),

@@ -13,7 +13,18 @@ from conftest import run_cli
 
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "custom_task"
 PACKAGE = EXAMPLE / "spotdiff_diabetes"
-SMALL = ["--repeats", "1", "--threads", "1", "--set", "steps=30", "--set", "warmup_steps=5", "--set", "block_steps=5"]
+SMALL = [
+    "--repeats",
+    "1",
+    "--threads",
+    "1",
+    "--set",
+    "steps=30",
+    "--set",
+    "warmup_steps=5",
+    "--set",
+    "block_steps=5",
+]
 
 
 def test_task_module_runs_in_every_framework_with_parity(tmp_path):
@@ -22,7 +33,9 @@ def test_task_module_runs_in_every_framework_with_parity(tmp_path):
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "results.json").read_text())
     assert {(c["framework"], c["status"]) for c in saved["cells"]} == {
-        ("torch", "ok"), ("tensorflow", "ok"), ("jax", "ok")
+        ("torch", "ok"),
+        ("tensorflow", "ok"),
+        ("jax", "ok"),
     }
     assert saved["parity"]["diabetes"]["adam"]["passed"]
     assert (out / "report.html").exists()
@@ -31,18 +44,43 @@ def test_task_module_runs_in_every_framework_with_parity(tmp_path):
 def test_installed_example_shows_up_through_its_entry_point(tmp_path):
     target = tmp_path / "site"
     subprocess.run(
-        [sys.executable, "-m", "pip", "install", "--quiet", "--no-deps", "--no-build-isolation",
-         "--target", str(target), str(EXAMPLE)],
-        check=True, capture_output=True,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "--quiet",
+            "--no-deps",
+            "--no-build-isolation",
+            "--target",
+            str(target),
+            str(EXAMPLE),
+        ],
+        check=True,
+        capture_output=True,
     )
     env = {**os.environ, "PYTHONPATH": str(target)}
-    listed = subprocess.run([sys.executable, "-m", "spotdiff", "list"], capture_output=True, text=True, env=env)
+    listed = subprocess.run(
+        [sys.executable, "-m", "spotdiff", "list"], capture_output=True, text=True, env=env
+    )
     assert listed.returncode == 0, listed.stderr
     assert "diabetes" in listed.stdout
     ran = subprocess.run(
-        [sys.executable, "-m", "spotdiff", "run", "diabetes", "--frameworks", "jax", *SMALL,
-         "--out", str(tmp_path / "run")],
-        capture_output=True, text=True, env=env,
+        [
+            sys.executable,
+            "-m",
+            "spotdiff",
+            "run",
+            "diabetes",
+            "--frameworks",
+            "jax",
+            *SMALL,
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
     )
     assert ran.returncode == 0, ran.stderr
     assert json.loads((tmp_path / "run" / "results.json").read_text())["cells"][0]["status"] == "ok"
@@ -60,7 +98,17 @@ def _copy_task(tmp_path: Path, name: str, files: list[str]) -> Path:
 def test_a_framework_without_implementation_is_skipped_with_the_reason(tmp_path):
     folder = _copy_task(tmp_path, "half_task", ["spec.py", "jax_impl.py"])
     out = tmp_path / "run"
-    result = run_cli("run", "diabetes", "--task-module", str(folder), "--frameworks", "torch,jax", *SMALL, "--out", str(out))
+    result = run_cli(
+        "run",
+        "diabetes",
+        "--task-module",
+        str(folder),
+        "--frameworks",
+        "torch,jax",
+        *SMALL,
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     cells = {c["framework"]: c for c in json.loads((out / "results.json").read_text())["cells"]}
     assert cells["jax"]["status"] == "ok"

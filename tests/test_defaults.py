@@ -9,11 +9,11 @@ import os
 from pathlib import Path
 
 import pytest
-
 from conftest import run_cli
+
+from spotdiff.hparams import native_kwargs
 from spotdiff.probes.defaults import compare
 from spotdiff.probes.defaults.audit import run_audit
-from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.exponent.spec import PARITY_FINAL_TOL, PARITY_TRAJECTORY_TOL, ExponentParams
 
 PROBES = Path(__file__).resolve().parents[1] / "src" / "spotdiff" / "probes" / "defaults"
@@ -39,10 +39,18 @@ def conventions(results, name, mode="aligned"):
 
 def test_every_framework_and_component_ran(audit):
     results, _, _ = audit
-    assert {f: s["status"] for f, s in results["frameworks"].items()} == {"torch": "ok", "tensorflow": "ok", "jax": "ok"}
+    assert {f: s["status"] for f, s in results["frameworks"].items()} == {
+        "torch": "ok",
+        "tensorflow": "ok",
+        "jax": "ok",
+    }
     for r in results["components"]:
         for fw, state in r["frameworks"].items():
-            assert state["status"] == "ok" or (r["component"], fw) == ("adam-wd", "jax"), (r["component"], fw, state)
+            assert state["status"] == "ok" or (r["component"], fw) == ("adam-wd", "jax"), (
+                r["component"],
+                fw,
+                state,
+            )
 
 
 def test_rmsprop_eps_placement_is_measured(audit):
@@ -77,7 +85,10 @@ def test_weight_decay_coupled_in_torch_adam_decoupled_in_keras_and_adamw(audit):
 def test_batchnorm_momentum_and_variance_conventions(audit):
     results, _, _ = audit
     found = conventions(results, "batchnorm")
-    assert found["torch"] == {"momentum": "weight of the new batch statistic", "running variance": "unbiased (n-1)"}
+    assert found["torch"] == {
+        "momentum": "weight of the new batch statistic",
+        "running variance": "unbiased (n-1)",
+    }
     for fw in ("tensorflow", "jax"):
         assert found[fw] == {"momentum": "weight of the old running value", "running variance": "biased (n)"}
     momentum = [r for r in row(results, "batchnorm")["declared"] if r["neutral"] == "momentum"][0]
@@ -97,11 +108,16 @@ def test_default_initialisers_identified_by_sampling(audit):
     assert inits[("lstm", "bias_ih")]["tensorflow"]["identified"] == "zeros, forget-gate block ones"
     assert inits[("lstm", "weight_hh")]["tensorflow"]["identified"] == "orthogonal"
     embedding = inits[("embedding", "weight")]
-    assert (embedding["torch"]["identified"], embedding["tensorflow"]["identified"]) == ("N(0, 1)", "U(±0.05)")
+    assert (embedding["torch"]["identified"], embedding["tensorflow"]["identified"]) == (
+        "N(0, 1)",
+        "U(±0.05)",
+    )
 
 
-@pytest.mark.parametrize("name", ["sgd", "sgd-nesterov", "adagrad", "dense", "conv2d", "lstm", "embedding",
-                                  "dropout", "cross-entropy"])
+@pytest.mark.parametrize(
+    "name",
+    ["sgd", "sgd-nesterov", "adagrad", "dense", "conv2d", "lstm", "embedding", "dropout", "cross-entropy"],
+)
 def test_aligned_settings_agree_within_tolerance(audit, name):
     results, _, _ = audit
     found = row(results, name)
@@ -138,16 +154,26 @@ def test_unknown_component_is_one_line_exit_2():
     assert len(lines) == 1 and lines[0].startswith("spotdiff: error: unknown component 'transformer'")
 
 
-@pytest.mark.parametrize("script,expected", [
-    ("import os; os.abort()", "child killed by SIGABRT"),
-    ("import sys; print('boom', file=sys.stderr); sys.exit(3)", "child exited with code 3: boom"),
-    ("import time; time.sleep(60)", "child timed out after 1 s"),
-])
+@pytest.mark.parametrize(
+    "script,expected",
+    [
+        ("import os; os.abort()", "child killed by SIGABRT"),
+        ("import sys; print('boom', file=sys.stderr); sys.exit(3)", "child exited with code 3: boom"),
+        ("import time; time.sleep(60)", "child timed out after 1 s"),
+    ],
+)
 def test_broken_child_gives_failed_rows(tmp_path, monkeypatch, script, expected):
     (tmp_path / "broken_defaults_child.py").write_text(script + "\n")
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")])))
-    results, _ = run_audit(["sgd", "dense"], ["torch", "jax"], out_dir=tmp_path / "out",
-                           timeout_s=1 if "sleep" in script else 60, child_module="broken_defaults_child")
+    monkeypatch.setenv(
+        "PYTHONPATH", os.pathsep.join(filter(None, [str(tmp_path), os.environ.get("PYTHONPATH")]))
+    )
+    results, _ = run_audit(
+        ["sgd", "dense"],
+        ["torch", "jax"],
+        out_dir=tmp_path / "out",
+        timeout_s=1 if "sleep" in script else 60,
+        child_module="broken_defaults_child",
+    )
     assert results["frameworks"]["torch"]["status"] == "failed"
     assert results["frameworks"]["torch"]["error"] == expected
     for r in results["components"]:
@@ -169,7 +195,9 @@ def test_name_map():
     assert native_kwargs("torch", "rmsprop", {"rho": 0.9, "eps": 1e-7}) == {"alpha": 0.9, "eps": 1e-7}
     assert native_kwargs("jax", "rmsprop", {"rho": 0.9}) == {"decay": 0.9}
     assert native_kwargs("torch", "adam", {"beta1": 0.8, "beta2": 0.99}) == {"betas": (0.8, 0.99)}
-    assert native_kwargs("tensorflow", "cross-entropy", {"reduction": "mean"}) == {"reduction": "sum_over_batch_size"}
+    assert native_kwargs("tensorflow", "cross-entropy", {"reduction": "mean"}) == {
+        "reduction": "sum_over_batch_size"
+    }
     with pytest.raises(ValueError):
         native_kwargs("jax", "adam", {"weight_decay": 0.1})
 
@@ -178,7 +206,10 @@ def test_exponent_hparams_choose_what_is_passed():
     assert ExponentParams(optimizer="rmsprop").optimizer_hparams() == {"rho": 0.9, "eps": 1e-7}
     assert ExponentParams(optimizer="rmsprop", hparams="native").optimizer_hparams() == {}
     assert ExponentParams(optimizer="adam", hparams="native", eps=1e-6).optimizer_hparams() == {
-        "beta1": 0.9, "beta2": 0.999, "eps": 1e-6}
+        "beta1": 0.9,
+        "beta2": 0.999,
+        "eps": 1e-6,
+    }
 
 
 def test_bad_hparams_is_one_line_exit_2():
@@ -188,8 +219,25 @@ def test_bad_hparams_is_one_line_exit_2():
 
 
 def _exponent(tmp_path, *args):
-    result = run_cli("run", "exponent", "--variant", "optimizer", "--modes", "eager", "--steps", "300",
-                     "--repeats", "1", "--threads", "1", "--device", "cpu", "--out", str(tmp_path), *args)
+    result = run_cli(
+        "run",
+        "exponent",
+        "--variant",
+        "optimizer",
+        "--modes",
+        "eager",
+        "--steps",
+        "300",
+        "--repeats",
+        "1",
+        "--threads",
+        "1",
+        "--device",
+        "cpu",
+        "--out",
+        str(tmp_path),
+        *args,
+    )
     assert result.returncode == 0, result.stderr
     results = json.loads((tmp_path / "results.json").read_text())
     assert [c["status"] for c in results["cells"]] == ["ok"] * 3, [c["error"] for c in results["cells"]]
@@ -199,7 +247,9 @@ def _exponent(tmp_path, *args):
 def test_exponent_aligned_parity_passes(tmp_path):
     parity = _exponent(tmp_path, "--set", "optimizer=adam", "--set", "hparams=aligned")
     assert parity["passed"] is True
-    assert parity["max_trajectory_dev"] <= PARITY_TRAJECTORY_TOL and parity["max_final_dev"] <= PARITY_FINAL_TOL
+    assert (
+        parity["max_trajectory_dev"] <= PARITY_TRAJECTORY_TOL and parity["max_final_dev"] <= PARITY_FINAL_TOL
+    )
 
 
 def test_exponent_native_rmsprop_differs_and_is_not_required(tmp_path):

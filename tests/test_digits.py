@@ -12,14 +12,17 @@ from spotdiff.tasks.digits import models
 from spotdiff.tasks.digits.spec import CURVE_TOL, PROBE_TOL, DigitsParams
 
 SMALL = {"limit_train": 192, "limit_test": 60, "epochs": 2, "batch_size": 32}
-MATRIX = [(c.framework, c.mode) for c in expand(build_experiment({"tasks": ["digits"]}))]
+NATIVE = ["torch", "tensorflow", "jax"]  # Keras on every backend: tests/test_keras.py
+MATRIX = [(c.framework, c.mode)
+          for c in expand(build_experiment({"tasks": ["digits"], "frameworks": NATIVE}))]
 NAMES = ("test_accuracy", "test_loss", "steady_images_per_s", "first_epoch_s", "epoch_s", "peak_rss_mb",
          "param_count", "gflops_per_s", "peak_fraction")
 
 
 @pytest.fixture(scope="module")
 def digits_run_dir(tmp_path_factory):
-    exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu", "overrides": SMALL})
+    exp = build_experiment({"tasks": ["digits"], "frameworks": NATIVE, "threads": 1, "device": "cpu",
+                            "overrides": SMALL})
     return run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
 
 

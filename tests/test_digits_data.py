@@ -8,8 +8,8 @@ import json
 
 import numpy as np
 import pytest
-
 from conftest import run_cli
+
 from spotdiff.errors import UserError
 from spotdiff.tasks.digits import data as datasets
 

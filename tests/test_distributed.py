@@ -22,8 +22,8 @@ import psutil
 import pytest
 from conftest import run_cli
 
-from spotdiff.distributed import sharding
 from spotdiff.children import free_ports
+from spotdiff.distributed import sharding
 from spotdiff.distributed.launch import run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
 from spotdiff.frameworks import installed_version
@@ -103,10 +103,16 @@ def test_cli_workers_2_runs_and_reports(tmp_path):
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     assert cell["status"] == "ok" and cell["id"].endswith("-w2") and cell["mode"] == "eager"
     m = cell["metrics"]
-    assert m["workers"] == 2 and m["engine"] == "DistributedDataParallel" and m["collective_backend"] == "gloo"
-    assert m["scaling_efficiency"] == pytest.approx(m["steady_images_per_s"] / (2 * m["reference_images_per_s"]))
+    assert (
+        m["workers"] == 2 and m["engine"] == "DistributedDataParallel" and m["collective_backend"] == "gloo"
+    )
+    assert m["scaling_efficiency"] == pytest.approx(
+        m["steady_images_per_s"] / (2 * m["reference_images_per_s"])
+    )
     assert m["startup_s"] > m["group_init_s"] > 0 and 0 <= m["test_accuracy"] <= 1
-    assert len(cell["series"]["worker_peak_rss_mb"]) == 2 and len(cell["series"]["train_loss"]) == 2 * 128 // 16
+    assert (
+        len(cell["series"]["worker_peak_rss_mb"]) == 2 and len(cell["series"]["train_loss"]) == 2 * 128 // 16
+    )
     affinity = cell["environment"]["settings"]["cpu_affinity_per_worker"]
     assert len(affinity) == 2 and not set(affinity[0]) & set(affinity[1])  # a core each, none shared
     html = (out / "report.html").read_text()
@@ -118,8 +124,7 @@ def test_cli_workers_2_runs_and_reports(tmp_path):
 FAULTY_SPEC = """from dataclasses import replace
 from spotdiff.tasks.digits import spec as digits
 
-SPEC = replace(digits.SPEC, name="faultydigits")
-DATA_PARALLEL_MODES = {"torch": ("eager",)}
+SPEC = replace(digits.SPEC, name="faultydigits", data_parallel_modes={"torch": ("eager",)})
 """
 FAULTY_ENGINE = """import time
 from spotdiff.tasks.digits import torch_dp_impl
@@ -149,8 +154,19 @@ def faulty_task(tmp_path: Path, kind: str) -> Path:
 @two_cores
 def test_crashing_worker_fails_the_cell_and_leaves_no_process(tmp_path):
     out = tmp_path / "run"
-    proc = run_cli("run", "faultydigits", "--task-module", str(faulty_task(tmp_path, "exit")),
-                   "--frameworks", "torch", "--workers", "2", *CLI_TINY, "--out", str(out))
+    proc = run_cli(
+        "run",
+        "faultydigits",
+        "--task-module",
+        str(faulty_task(tmp_path, "exit")),
+        "--frameworks",
+        "torch",
+        "--workers",
+        "2",
+        *CLI_TINY,
+        "--out",
+        str(out),
+    )
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     assert cell["status"] == "failed", proc.stdout[-2000:]
     assert "rank 1 failed: RuntimeError: injected fault in rank 1" in cell["error"]
@@ -164,21 +180,43 @@ def test_timeout_reaps_every_worker(tmp_path):
     # Rank 1 hangs, so rank 0 waits in init_process_group: only the cell timeout ends them.
     out = tmp_path / "run"
     start = time.monotonic()
-    run_cli("run", "faultydigits", "--task-module", str(faulty_task(tmp_path, "hang")),
-            "--frameworks", "torch", "--workers", "2", *CLI_TINY, "--cell-timeout", "8", "--out", str(out))
+    run_cli(
+        "run",
+        "faultydigits",
+        "--task-module",
+        str(faulty_task(tmp_path, "hang")),
+        "--frameworks",
+        "torch",
+        "--workers",
+        "2",
+        *CLI_TINY,
+        "--cell-timeout",
+        "8",
+        "--out",
+        str(out),
+    )
     cell = json.loads((out / "results.json").read_text())["cells"][0]
     assert cell["status"] == "failed" and "timed out after 8 s" in cell["error"]
     assert time.monotonic() - start < 60
     assert not leftovers(str(tmp_path))
 
 
-@pytest.mark.parametrize("args, message", [
-    (["exponent", "--workers", "2"], "task exponent has no data-parallel training; tasks that do: digits"),
-    (["digits", "--workers", "3"], "--workers 3 needs 3 cores"),
-    (["digits", "--workers", "0"], "workers: Input should be greater than or equal to 1"),
-    (["digits", "--workers", "2", "--set", "batch_size=15"], "batch_size 15 does not split into 2 equal shards"),
-    (["digits", "--workers", "2", "--modes", "compile"], "--workers 2 runs the data-parallel modes only"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (
+            ["exponent", "--workers", "2"],
+            "task exponent has no data-parallel training; tasks that do: digits",
+        ),
+        (["digits", "--workers", "3"], "--workers 3 needs 3 cores"),
+        (["digits", "--workers", "0"], "workers: Input should be greater than or equal to 1"),
+        (
+            ["digits", "--workers", "2", "--set", "batch_size=15"],
+            "batch_size 15 does not split into 2 equal shards",
+        ),
+        (["digits", "--workers", "2", "--modes", "compile"], "--workers 2 runs the data-parallel modes only"),
+    ],
+)
 def test_bad_workers_setting_is_one_line_and_exit_2(args, message, tmp_path):
     proc = run_cli("run", *args, "--threads", "2", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2
@@ -199,10 +237,14 @@ def test_every_data_parallel_engine_exists_with_train_and_engine_name():
     assert set(modes) == {name for name, framework in FRAMEWORKS.items() if not framework.modes}
     for framework, names in modes.items():
         assert set(names) <= set(get_spec("digits").modes[framework])
-        path = importlib.util.find_spec(impl_module("digits", FRAMEWORKS[framework].impl_prefix + "_dp")).origin
+        path = importlib.util.find_spec(
+            impl_module("digits", FRAMEWORKS[framework].impl_prefix + "_dp")
+        ).origin
         tree = ast.parse(Path(path).read_text())
         defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-        defined |= {t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)}
+        defined |= {
+            t.id for n in tree.body if isinstance(n, ast.Assign) for t in n.targets if isinstance(t, ast.Name)
+        }
         assert {"train", "ENGINE"} <= defined, framework
 
 
@@ -216,14 +258,36 @@ def test_toml_workers_key_is_validated_like_the_flag(tmp_path):
 def test_report_section_lists_ok_and_failed_data_parallel_cells():
     from spotdiff.report.distributed import distributed_context
 
-    ok = {"id": "digits-torch-eager-sgd-s0-w2", "framework": "torch", "mode": "eager", "status": "ok",
-          "metrics": {"workers": 2, "engine": "DistributedDataParallel", "steady_images_per_s": 8000.0,
-                      "reference_images_per_s": 4000.0, "scaling_efficiency": 1.0, "test_accuracy": 0.93},
-          "series": {"worker_peak_rss_mb": [460.0, 450.0]}}
-    failed = {"id": "digits-jax-jit-sgd-s0-w2", "framework": "jax", "mode": "jit", "status": "failed",
-              "error": "GroupFailed: rank 1 failed", "metrics": {}, "series": {}}
+    ok = {
+        "id": "digits-torch-eager-sgd-s0-w2",
+        "framework": "torch",
+        "mode": "eager",
+        "status": "ok",
+        "metrics": {
+            "workers": 2,
+            "engine": "DistributedDataParallel",
+            "steady_images_per_s": 8000.0,
+            "reference_images_per_s": 4000.0,
+            "scaling_efficiency": 1.0,
+            "test_accuracy": 0.93,
+        },
+        "series": {"worker_peak_rss_mb": [460.0, 450.0]},
+    }
+    failed = {
+        "id": "digits-jax-jit-sgd-s0-w2",
+        "framework": "jax",
+        "mode": "jit",
+        "status": "failed",
+        "error": "GroupFailed: rank 1 failed",
+        "metrics": {},
+        "series": {},
+    }
     plain = {"id": "digits-torch-eager-sgd-s0", "framework": "torch", "status": "ok", "metrics": {}}
     assert distributed_context({"cells": [plain]}) is None
     rows = distributed_context({"cells": [ok, failed, plain]})["rows"]
     assert [r["framework"] for r in rows] == ["torch", "jax"]
-    assert rows[0]["efficiency"] == "1" and rows[0]["rss"] == "460 / 450" and rows[1]["error"].endswith("rank 1 failed")
+    assert (
+        rows[0]["efficiency"] == "1"
+        and rows[0]["rss"] == "460 / 450"
+        and rows[1]["error"].endswith("rank 1 failed")
+    )

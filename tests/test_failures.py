@@ -15,9 +15,9 @@ import pytest
 
 from spotdiff import frameworks
 from spotdiff.errors import UserError
+from spotdiff.executors.local import run_cell
 from spotdiff.experiment import build_experiment, expand
 from spotdiff.orchestrate import run_experiment
-from spotdiff.executors.local import run_cell
 
 SMALL = {"steps": 40, "block_steps": 10, "warmup_steps": 10}
 

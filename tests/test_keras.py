@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from conftest import require
 
 from spotdiff import frameworks
 from spotdiff.experiment import build_experiment
@@ -13,7 +14,7 @@ from spotdiff.orchestrate import run_experiment
 from spotdiff.tasks import get_spec
 from spotdiff.tasks.digits import models
 
-pytest.importorskip("keras")
+require("keras")
 # One shared run of 19 cells; Keras' torch-jit cells compile Keras' train step with torch.compile,
 # which alone takes minutes on a busy 2-core machine.
 pytestmark = pytest.mark.timeout(1800)

@@ -55,13 +55,17 @@ def test_first_step_includes_compile_and_steady_state_does_not():
 
 
 def test_series_cover_every_step_of_the_first_repeat_only():
-    result = time_training(FakeRunner(step_s=0), TimingPlan(steps=23, repeats=3, block_steps=5, warmup_steps=0))
+    result = time_training(
+        FakeRunner(step_s=0), TimingPlan(steps=23, repeats=3, block_steps=5, warmup_steps=0)
+    )
     assert result.series["step"] == [float(i) for i in range(1, 24)]
 
 
 def test_fetching_records_is_outside_the_clock():
     slow_fetch = FakeRunner(step_s=0.0005, compile_s=0, fetch_s=0.05)
-    metrics = time_training(slow_fetch, TimingPlan(steps=30, repeats=1, block_steps=10, warmup_steps=0)).metrics()
+    metrics = time_training(
+        slow_fetch, TimingPlan(steps=30, repeats=1, block_steps=10, warmup_steps=0)
+    ).metrics()
     assert metrics["steady_step_us"] < 0.05 / 10 * 1e6 / 2  # a counted fetch would add 5000 µs/step
 
 

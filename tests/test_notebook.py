@@ -15,14 +15,19 @@ def test_notebook_executes_with_small_sizes(tmp_path):
     first_code = next(cell for cell in notebook.cells if cell.cell_type == "code")
     assert "STEPS =" in first_code.source  # the sizes cell the notebook promises to keep first
     first_code.source = (
-        "STEPS = 60\nEPOCHS = 1\nREPEATS = 1\nEXPONENT_MODES = ['eager', 'jit']\nDIGITS_MODES = ['fit', 'jit']\n"
+        "STEPS = 60\nEPOCHS = 1\nREPEATS = 1\n"
+        "EXPONENT_MODES = ['eager', 'jit']\nDIGITS_MODES = ['fit', 'jit']\n"
         "DIGITS_OPTIONS = {'limit_train': 192, 'limit_test': 60, 'batch_size': 32}\n"
         f"OUT = {str(tmp_path / 'runs')!r}\n"
     )
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}).execute()
+    NotebookClient(
+        notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     outputs = "\n".join(
         str(output.get("text", "")) + str(output.get("data", {}).get("text/plain", ""))
-        for cell in notebook.cells if cell.cell_type == "code" for output in cell.get("outputs", [])
+        for cell in notebook.cells
+        if cell.cell_type == "code"
+        for output in cell.get("outputs", [])
     )
     assert "Error" not in outputs and "Traceback" not in outputs
     assert "max |Δphi(t)|" in outputs and "max |Δlogits|" in outputs

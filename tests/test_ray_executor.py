@@ -97,7 +97,9 @@ def test_ray_results_equal_the_local_executors(local_and_ray):
 
     assert [c["status"] for c in local["cells"]] == ["ok", "ok"]
     assert shape(on_ray) == shape(local)
-    verdicts = {task: {v: p["passed"] for v, p in variants.items()} for task, variants in local["parity"].items()}
+    verdicts = {
+        task: {v: p["passed"] for v, p in variants.items()} for task, variants in local["parity"].items()
+    }
     assert {t: {v: p["passed"] for v, p in vs.items()} for t, vs in on_ray["parity"].items()} == verdicts
     assert json.loads((run_dir / "results.json").read_text())["cells"] == on_ray["cells"]
     assert on_ray["environment"]["executor"]["name"] == "ray"
@@ -159,12 +161,16 @@ def test_a_ray_worker_killed_mid_cell_is_a_failed_cell_and_the_run_goes_on(local
     run_dir = tmp_path / "run"
     killed = []
 
-    def kill_its_ray_worker(worker):  # the cell worker's parent runs the Ray task: kill it, as a lost node would
+    def kill_its_ray_worker(
+        worker,
+    ):  # the cell worker's parent runs the Ray task: kill it, as a lost node would
         killed.append(next(arg for arg in worker.cmdline() if arg.endswith("cell.json")).split("/")[-2])
         os.kill(worker.ppid(), signal.SIGKILL)
 
     killer = _when_a_worker_runs(run_dir, kill_its_ray_worker)
-    results, _ = run_experiment(_tiny("ray", frameworks=["jax"], modes=["eager", "jit"]), run_dir, render=False)
+    results, _ = run_experiment(
+        _tiny("ray", frameworks=["jax"], modes=["eager", "jit"]), run_dir, render=False
+    )
     killer.join()
     by_id = {c["id"]: c for c in results["cells"]}
     lost = by_id.pop(killed[0])
@@ -203,15 +209,24 @@ def test_cells_that_fit_no_node_fail_with_the_reason(local_ray, tmp_path):
         assert cell["error"].startswith("no Ray node has 2 CPUs for --threads 2 (largest: 1)")
 
 
-LAUNCHER = ("import subprocess, sys; print(subprocess.Popen(sys.argv[1:], start_new_session=True, "
-            "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)")
+LAUNCHER = (
+    "import subprocess, sys; print(subprocess.Popen(sys.argv[1:], start_new_session=True, "
+    "stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).pid)"
+)
 
 
 def test_reap_orphans_kills_only_this_runs_workers(tmp_path):
     def orphan_worker(run_dir):  # a parentless process whose command line looks like a cell worker's
-        command = [sys.executable, "-c", "import time; time.sleep(60)", "spotdiff.worker",
-                   str(run_dir / "cells" / "c" / "cell.json")]
-        launched = subprocess.run([sys.executable, "-c", LAUNCHER, *command], check=True, capture_output=True, text=True)
+        command = [
+            sys.executable,
+            "-c",
+            "import time; time.sleep(60)",
+            "spotdiff.worker",
+            str(run_dir / "cells" / "c" / "cell.json"),
+        ]
+        launched = subprocess.run(
+            [sys.executable, "-c", LAUNCHER, *command], check=True, capture_output=True, text=True
+        )
         return psutil.Process(int(launched.stdout))
 
     ours, theirs = orphan_worker(tmp_path / "ours"), orphan_worker(tmp_path / "theirs")
@@ -227,8 +242,20 @@ def test_cli_runs_on_ray_from_a_toml_key(tmp_path):
     config = tmp_path / "exp.toml"
     config.write_text('executor = "ray"\nrepeats = 1\nthreads = 1\n[set]\nsteps = 20\nwarmup_steps = 5\n')
     out = tmp_path / "run"
-    result = run_cli("run", "exponent", "-f", "jax", "-m", "jit", "--variant", "manual", "--config", str(config),
-                     "--out", str(out))
+    result = run_cli(
+        "run",
+        "exponent",
+        "-f",
+        "jax",
+        "-m",
+        "jit",
+        "--variant",
+        "manual",
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    )
     assert result.returncode == 0, result.stderr
     saved = json.loads((out / "results.json").read_text())
     assert saved["environment"]["executor"]["name"] == "ray"
@@ -238,12 +265,15 @@ def test_cli_runs_on_ray_from_a_toml_key(tmp_path):
 NO_RAY = "import sys; sys.modules['ray'] = None; from spotdiff.cli import main; main(sys.argv[1:])"
 
 
-@pytest.mark.parametrize("args, message", [
-    (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
-    (["--executor", "ray", "--address", "no-port"], "bad --address 'no-port'"),
-    (["--executor", "dask"], "unknown executor 'dask'; choose from: local, ray"),
-    (["--address", "127.0.0.1:6379"], "--address is the Ray cluster to run on: it needs --executor ray"),
-])
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--executor", "ray", "--address", "127.0.0.1:1"], "cannot reach the Ray cluster at 127.0.0.1:1"),
+        (["--executor", "ray", "--address", "no-port"], "bad --address 'no-port'"),
+        (["--executor", "dask"], "unknown executor 'dask'; choose from: local, ray"),
+        (["--address", "127.0.0.1:6379"], "--address is the Ray cluster to run on: it needs --executor ray"),
+    ],
+)
 def test_bad_executor_input_is_one_line_and_exit_2(tmp_path, args, message):
     result = run_cli("run", "exponent", "-f", "jax", "--out", str(tmp_path / "run"), *args, timeout=60)
     assert result.returncode == 2
@@ -253,15 +283,25 @@ def test_bad_executor_input_is_one_line_and_exit_2(tmp_path, args, message):
 
 
 def test_ray_not_installed_is_one_line_and_exit_2(tmp_path):
-    result = subprocess.run([sys.executable, "-c", NO_RAY, "run", "exponent", "-f", "jax", "--executor", "ray"],
-                            check=False, capture_output=True, text=True, timeout=60, cwd=tmp_path)
+    result = subprocess.run(
+        [sys.executable, "-c", NO_RAY, "run", "exponent", "-f", "jax", "--executor", "ray"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=tmp_path,
+    )
     assert result.returncode == 2
-    assert result.stderr.strip() == "spotdiff: error: --executor ray needs Ray: pip install 'spotdiff[cluster]'"
+    assert (
+        result.stderr.strip() == "spotdiff: error: --executor ray needs Ray: pip install 'spotdiff[cluster]'"
+    )
 
 
 def test_local_runs_never_import_ray():
-    code = ("import sys\nfrom spotdiff import cli, orchestrate, executors\n"
-            "from spotdiff.experiment import build_experiment\n"
-            "executors.start(build_experiment({'tasks': ['exponent']})).close()\n"
-            "assert 'ray' not in sys.modules\n")
+    code = (
+        "import sys\nfrom spotdiff import cli, orchestrate, executors\n"
+        "from spotdiff.experiment import build_experiment\n"
+        "executors.start(build_experiment({'tasks': ['exponent']})).close()\n"
+        "assert 'ray' not in sys.modules\n"
+    )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)

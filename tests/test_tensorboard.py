@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import run_cli
 from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-from conftest import run_cli
 from spotdiff.experiment import build_experiment
 from spotdiff.orchestrate import run_experiment
 from spotdiff.record import board as board_launcher
@@ -305,7 +305,9 @@ def test_board_without_tensorboard_installed(tb_run, monkeypatch, capsys):
     _, run_dir = tb_run
     real_find_spec = importlib.util.find_spec
     monkeypatch.setattr(
-        importlib.util, "find_spec", lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a)
+        importlib.util,
+        "find_spec",
+        lambda name, *a: None if name == "tensorboard" else real_find_spec(name, *a),
     )
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["board", str(run_dir)])
@@ -319,13 +321,19 @@ def test_histograms_reach_the_file_in_step_order_and_series_fall_back_to_scalars
     with tensorboard.Board(tmp_path) as board:
         board.histogram("gradients/w", np.arange(10.0), 6)
         board.histogram("gradients/w", np.arange(10.0) * 2, 0)
-        tensorboard.write_series(board, {"train_loss": [3.0, 2.0, 1.0], "misclassified_index": [], "note": ["x"]})
+        tensorboard.write_series(
+            board, {"train_loss": [3.0, 2.0, 1.0], "misclassified_index": [], "note": ["x"]}
+        )
     accumulator = EventAccumulator(str(tmp_path), size_guidance=SIZE_GUIDANCE)
     accumulator.Reload()
     assert [e.step for e in accumulator.Histograms("gradients/w")] == [0, 6]
     assert accumulator.Histograms("gradients/w")[0].histogram_value.sum == pytest.approx(90.0)
     assert accumulator.Tags()["scalars"] == ["series/train_loss"]
-    assert [(e.step, e.value) for e in accumulator.Scalars("series/train_loss")] == [(1, 3.0), (2, 2.0), (3, 1.0)]
+    assert [(e.step, e.value) for e in accumulator.Scalars("series/train_loss")] == [
+        (1, 3.0),
+        (2, 2.0),
+        (3, 1.0),
+    ]
 
 
 def test_histograms_of_a_diverged_run_skip_what_cannot_be_binned(tmp_path):

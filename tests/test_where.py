@@ -73,6 +73,21 @@ def test_rmsprop_writes_html_and_measures_its_cost(rmsprop):
         assert first_round["wall_s"] > 0 and first_round["peak_rss_mb"] > 50
 
 
+def test_report_html_includes_the_where_section_when_the_run_folder_has_where_json(rmsprop, tmp_path):
+    from spotdiff.report.html import render_report
+
+    results = {"run_id": "where-in-report", "status": "done", "cells": []}
+    for name in ("plain", "with"):
+        (tmp_path / name).mkdir()
+    plain = render_report(results, tmp_path / "plain").read_text()
+    assert 'id="where"' not in plain  # no where.json: no section
+    run_dir = tmp_path / "with"
+    (run_dir / "where.json").write_text((rmsprop["out"] / "where.json").read_text())
+    html = render_report(results, run_dir).read_text()
+    assert '<section id="where">' in html and "Where and why: exponent" in html
+    assert '<table class="heat">' in html and "outline: 3px" in html  # heat map, first divergence marked
+    assert "torch vs jax" in html and "RMSprop epsilon placement" in html
+
 # ---- a clean run: no divergence, with the largest ratio shown --------------------------------------
 def test_clean_sgd_run_finds_no_divergence(sgd_clean):
     base = sgd_clean["base"]
@@ -80,6 +95,28 @@ def test_clean_sgd_run_finds_no_divergence(sgd_clean):
     assert base["max_ratio"] is not None and base["max_ratio"] < sgd_clean["threshold"]
     assert sgd_clean["cause"] is None and sgd_clean["causes"] == []
     assert "no divergence" in sgd_clean["stdout"] and "largest ratio" in sgd_clean["stdout"]
+
+
+@pytest.fixture(scope="module")
+def digits_clean(tmp_path_factory) -> dict:
+    return _where(tmp_path_factory, "digits", "digits", "--frameworks", "torch,tensorflow,jax",
+                  "--steps", "1", "--set", "batch_size=4", "--set", "limit_train=8", "--set", "epochs=1")
+
+
+def test_digits_cnn_finds_no_divergence_with_every_run_in_float64(digits_clean):
+    from spotdiff.tasks.digits.models import WHERE_LAYERS
+
+    base = digits_clean["base"]
+    assert base["failures"] == {}, base["failures"]  # a run narrower than its dtype fails in the child
+    assert base["status"] == "no divergence", digits_clean["summary"]
+    assert set(base["pairs"]) == {"torch|tensorflow", "torch|jax", "tensorflow|jax"}
+    # Same maths in float64 differs by ~1e-16 against a float32 floor of ~1e-9: ratios near 1e-7.
+    # A float64 run that is float32 inside (Keras' dtype policy left at float32) gave 2.26.
+    assert base["max_ratio"] is not None and base["max_ratio"] < 1e-3 < digits_clean["threshold"]
+    forward = [key.split("/")[2] for key in base["order"] if key.startswith("0/forward/")]
+    assert forward == [name for name, _ in WHERE_LAYERS["pytorch-examples"]]
+    assert forward[0] == "conv1" and forward[-1] == "fc2"
+    assert "0/grad/conv1.weight" in base["order"] and "0/param/fc2.bias" in base["order"]
 
 
 # ---- the comparison logic on hand-made numbers -------------------------------------------------------

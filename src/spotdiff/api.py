@@ -65,7 +65,11 @@ class Results:
         """A horizontal bar chart of one metric per ok cell (log scale for times); a Figure."""
         from matplotlib.figure import Figure
 
-        cells = [c for c in self.ok() if (task is None or c["task"] == task) and c["metrics"].get(metric) is not None]
+        cells = [
+            c
+            for c in self.ok()
+            if (task is None or c["task"] == task) and c["metrics"].get(metric) is not None
+        ]
         if not cells:
             raise ValueError(f"no ok cell has metric {metric!r}")
         labels = [f"{c['task']} {c['framework']}-{c['mode']} {c['variant']}" for c in cells]
@@ -98,13 +102,26 @@ class Results:
 
     def _repr_html_(self) -> str:
         rows = "".join(
-            "<tr>" + "".join(f"<td>{html.escape(str(v))}</td>" for v in (
-                c["task"], c["framework"], c["mode"], c["variant"], c["status"],
-                c.get("metrics", {}).get("steady_step_us", ""), c.get("error") or "",
-            )) + "</tr>"
+            "<tr>"
+            + "".join(
+                f"<td>{html.escape(str(v))}</td>"
+                for v in (
+                    c["task"],
+                    c["framework"],
+                    c["mode"],
+                    c["variant"],
+                    c["status"],
+                    c.get("metrics", {}).get("steady_step_us", ""),
+                    c.get("error") or "",
+                )
+            )
+            + "</tr>"
             for c in self.cells
         )
-        head = "".join(f"<th>{h}</th>" for h in ("task", "framework", "mode", "variant", "status", "steady µs/step", "error"))
+        head = "".join(
+            f"<th>{h}</th>"
+            for h in ("task", "framework", "mode", "variant", "status", "steady µs/step", "error")
+        )
         return f"<p>{html.escape(repr(self))}</p><table><tr>{head}</tr>{rows}</table>"
 
 
@@ -133,7 +150,12 @@ def run(
     settings: dict[str, Any] = {"overrides": {}}
     for key, value in options.items():
         (settings if key in EXPERIMENT_KEYS else settings["overrides"])[key] = value
-    for key, value in (("tasks", tasks), ("frameworks", frameworks), ("modes", modes), ("variants", variants)):
+    for key, value in (
+        ("tasks", tasks),
+        ("frameworks", frameworks),
+        ("modes", modes),
+        ("variants", variants),
+    ):
         if value is not None:
             settings[key] = _as_list(value)
     exp = build_experiment(settings)

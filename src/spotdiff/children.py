@@ -237,6 +237,22 @@ def death_reason(returncode: int | None, timed_out: bool = False, timeout_s: flo
     return None
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak resident memory (MB), from the kernel's high-water mark of its memory
+    map. Not `getrusage().ru_maxrss`: on Linux a child inherits its parent's peak across fork and
+    exec, so every child of a large parent (a test process, a notebook) would report the parent's."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024  # kB
+    except OSError:
+        pass
+    import resource  # not Linux: the portable figure, with its caveat
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 ** (2 if sys.platform == "darwin" else 1)
+
+
 def stderr_tail(path: Path, lines: int = STDERR_TAIL_LINES) -> str:
     """The last `lines` lines of a child's log ('' if there is none)."""
     if not Path(path).exists():
@@ -279,14 +295,22 @@ def run(module: str, args: Sequence[str] = (), *, timeout_s: float, pin: Pin | N
 def free_ports(count: int = 1, host: str = "127.0.0.1") -> list[int]:
     """`count` different ports free on `host` right now (the OS picks them, held together)."""
     with ExitStack() as stack:
-        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM)) for _ in range(count)]
+        sockets = [stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+                   for _ in range(count)]
         for sock in sockets:
             sock.bind((host, 0))
         return [sock.getsockname()[1] for sock in sockets]
 
 
-def wait_until_ready(child: subprocess.Popen, timeout_s: float, *, url: str | None = None,
-                     port: int | None = None, host: str = "127.0.0.1", poll_s: float = 0.2) -> str | None:
+def wait_until_ready(
+    child: subprocess.Popen,
+    timeout_s: float,
+    *,
+    url: str | None = None,
+    port: int | None = None,
+    host: str = "127.0.0.1",
+    poll_s: float = 0.2,
+) -> str | None:
     """Wait until `url` answers with a success status, or `port` accepts connections.
 
     None when ready; else why not ('exited with code 1', 'not ready after 120 s').

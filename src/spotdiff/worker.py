@@ -11,18 +11,20 @@ from __future__ import annotations
 
 import importlib
 import os
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 
 from spotdiff import children
+from spotdiff.children import peak_rss_mb
 from spotdiff.devices import device_label
+from spotdiff.errors import UserError
 from spotdiff.events import EventWriter
 from spotdiff.experiment import Cell
 from spotdiff.overrides import params_for
 from spotdiff.record import tensorboard
+
 
 def pin_process(cell: Cell) -> dict:
     """The pin `spotdiff.children` applied at start (cores, threads, thread variables), checked
@@ -35,16 +37,17 @@ def pin_process(cell: Cell) -> dict:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"
     recorded = {key: pinned[key] for key in ("cpu_affinity", "threads", "numpy_loaded_before_pin")}
-    return {**recorded, "dtype": "float32", "compile_cache": "cold (empty per cell)"}
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    return {
+        **recorded,
+        "dtype": "float32",
+        "precision": cell.precision,
+        "compile_cache": "cold (empty per cell)",
+    }
 
 
 def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     from spotdiff import frameworks, measure
-    from spotdiff.tasks import get_spec, impl_module, restore_task_source
+    from spotdiff.tasks import contract, get_spec, impl_module, restore_task_source
 
     if cell.task_source:
         restore_task_source(cell.task, cell.task_source)
@@ -72,21 +75,30 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     params = params_for(spec, cell.params)
     data = spec.build_data(params, cell.seed)
     impl = importlib.import_module(impl_module(cell.task, framework.impl_prefix))
+    missing = contract.missing_functions(spec.training, impl)
+    if missing:
+        raise UserError(
+            f"{impl.__name__} has no {', '.join(missing)}(), which a task with "
+            f"training={spec.training!r} needs (see spotdiff.tasks.contract)"
+        )
     artifacts: dict[str, str] = {}
     runner = timing = None
-    if hasattr(impl, "run"):  # tasks with their own training loop; they write cell.tensorboard_dir
-        outcome = impl.run(cell, params, data, cell_dir)
-        metrics, series = outcome[0], outcome[1]
-        artifacts = outcome[2] if len(outcome) > 2 else {}
+    if spec.training == "loop":  # the task owns its loop; with tensorboard="own" it writes the board
+        metrics, series, artifacts = contract.CellOutcome(*impl.run(cell, params, data, cell_dir))
     else:
         runner = impl.build_runner(cell.mode, cell.variant, params, data, cell.threads)
         plan = measure.TimingPlan(
-            steps=params.steps, repeats=cell.repeats,
-            block_steps=params.block_steps, warmup_steps=params.warmup_steps,
+            steps=params.steps,
+            repeats=cell.repeats,
+            block_steps=params.block_steps,
+            warmup_steps=params.warmup_steps,
+            max_repeats=cell.max_repeats,
+            spread_bound=cell.spread_bound,
+            budget_s=cell.repeat_budget_s,
         )
         train_start_walltime = time.time()
-        timing = measure.time_training(runner, plan)
-        metrics = {**timing.metrics(), **runner.final_metrics()}
+        timing = measure.time_training(runner, plan, at_trajectory_end=runner.final_metrics)
+        metrics = {**timing.metrics(), **timing.trajectory_end}  # the end of the recorded trajectory
         series = timing.series
     metrics["import_s"] = import_s
     metrics["peak_rss_mb"] = peak_rss_mb()
@@ -94,15 +106,17 @@ def run_cell(cell: Cell, out: EventWriter, cell_dir: Path) -> None:
     metrics.update(spec.derive_metrics(metrics, series, params))
     # TensorBoard after every clock and after peak RSS: writing it is never part of a measurement.
     tensorboard_start = time.perf_counter()
-    walltimes = tensorboard.step_walltimes(train_start_walltime, timing.blocks, params.steps) if timing else None
+    walltimes = (
+        tensorboard.step_walltimes(train_start_walltime, timing.blocks, params.steps) if timing else None
+    )
     with tensorboard.Board(cell.tensorboard_dir, walltimes) as board:
         environment = {"versions": env.versions(), "settings": {**pinned, **settings}}
         tensorboard.write_run_text(board, cell, environment, metrics)
         if timing is not None:
             tensorboard.write_step_runner_curves(board, series, timing.blocks)
-            if hasattr(impl, "write_tensorboard"):
+            if spec.tensorboard == "own":
                 impl.write_tensorboard(runner, board, series)
-        elif not getattr(impl, "WRITES_TENSORBOARD", False):  # own-loop task without its own board
+        elif spec.tensorboard == "series":  # a loop task that leaves its board to the worker
             tensorboard.write_series(board, series)
     metrics["tensorboard_s"] = time.perf_counter() - tensorboard_start
     out.emit("metrics", values=metrics)

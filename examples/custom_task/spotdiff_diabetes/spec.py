@@ -46,7 +46,9 @@ def build_data(params: DiabetesParams, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], params: DiabetesParams) -> dict[str, Any]:
+def derive_metrics(
+    metrics: dict[str, Any], series: dict[str, list[float]], params: DiabetesParams
+) -> dict[str, Any]:
     return {}
 
 

@@ -22,7 +22,10 @@ class Runner:
 
     def __init__(self, params, data):
         self.params, self.data = params, data
-        self.x, self.y = torch.from_numpy(data["x_train"]), torch.from_numpy(data["y_train"])  # (N, 10), (N, 1)
+        self.x, self.y = (
+            torch.from_numpy(data["x_train"]),
+            torch.from_numpy(data["y_train"]),
+        )  # (N, 10), (N, 1)
         self.reset()
 
     def reset(self):
@@ -53,7 +56,9 @@ class Runner:
     def final_metrics(self):
         with torch.no_grad():
             train = self.loss_fn(self.model(self.x), self.y).item()
-            test = self.loss_fn(self.model(torch.from_numpy(self.data["x_test"])), torch.from_numpy(self.data["y_test"])).item()
+            test = self.loss_fn(
+                self.model(torch.from_numpy(self.data["x_test"])), torch.from_numpy(self.data["y_test"])
+            ).item()
         return {"final_loss": train, "test_mse": test}
 
 

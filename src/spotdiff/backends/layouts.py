@@ -37,7 +37,9 @@ def dense_from_in_out(kernel: np.ndarray, flatten_chw: tuple[int, int, int] | No
     return np.ascontiguousarray(kernel.reshape(h, w, c, out).transpose(3, 2, 0, 1).reshape(out, c * h * w))
 
 
-def to_channels_last(neutral: dict[str, np.ndarray], flatten_layer: str | None, flatten_chw) -> dict[str, np.ndarray]:
+def to_channels_last(
+    neutral: dict[str, np.ndarray], flatten_layer: str | None, flatten_chw
+) -> dict[str, np.ndarray]:
     """Every `<layer>.weight` converted (conv 4-D, dense 2-D); biases unchanged."""
     out = {}
     for name, value in neutral.items():
@@ -51,7 +53,9 @@ def to_channels_last(neutral: dict[str, np.ndarray], flatten_layer: str | None, 
     return out
 
 
-def from_channels_last(native: dict[str, np.ndarray], flatten_layer: str | None, flatten_chw) -> dict[str, np.ndarray]:
+def from_channels_last(
+    native: dict[str, np.ndarray], flatten_layer: str | None, flatten_chw
+) -> dict[str, np.ndarray]:
     """The inverse of `to_channels_last` (for gradients and trained weights)."""
     out = {}
     for name, value in native.items():
@@ -65,15 +69,17 @@ def from_channels_last(native: dict[str, np.ndarray], flatten_layer: str | None,
     return out
 
 
-def lstm_torch_to_keras(weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray,
-                        bias_hh: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def lstm_torch_to_keras(
+    weight_ih: np.ndarray, weight_hh: np.ndarray, bias_ih: np.ndarray, bias_hh: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """PyTorch's LSTM (W_ih (4H, E), W_hh (4H, H), two biases) -> Keras' (kernel (E, 4H),
     recurrent_kernel (H, 4H), one bias). Both order the gates i, f, g(=c), o; only the layout and
     the bias count differ, and the two biases are only ever added."""
     return weight_ih.T.copy(), weight_hh.T.copy(), (bias_ih + bias_hh).astype(weight_ih.dtype)
 
 
-def lstm_keras_to_torch(kernel: np.ndarray, recurrent_kernel: np.ndarray,
-                        bias: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+def lstm_keras_to_torch(
+    kernel: np.ndarray, recurrent_kernel: np.ndarray, bias: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The inverse of lstm_torch_to_keras: the summed bias goes to bias_ih, bias_hh is zero."""
     return kernel.T.copy(), recurrent_kernel.T.copy(), bias.copy(), np.zeros_like(bias)

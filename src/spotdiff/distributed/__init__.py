@@ -4,13 +4,12 @@ A `--workers N` cell's worker process (spotdiff.worker) becomes a launcher: `cel
 starts a one-worker reference group and then the N-worker group (`launch.run_group`), each rank a
 `python -m spotdiff.distributed.rank` process pinned to its share of the cell's cores, talking over
 free ports on 127.0.0.1. The framework-specific engines live beside each task's implementations
-(`tasks/<task>/<prefix>_dp_impl.py`); a task declares support with `DATA_PARALLEL_MODES` in its
-spec module: framework -> the modes its engine runs.
+(`tasks/<task>/<prefix>_dp_impl.py`); a task declares support with `data_parallel_modes` on its
+TaskSpec: framework -> the modes its engine runs.
 """
 
 from __future__ import annotations
 
-import importlib
 import os
 from typing import Any
 
@@ -19,10 +18,9 @@ from spotdiff.errors import UserError
 
 def data_parallel_modes(task: str) -> dict[str, tuple[str, ...]]:
     """framework -> modes that `--workers N > 1` runs for `task` (empty: no data-parallel support)."""
-    from spotdiff.tasks import task_modules
+    from spotdiff.tasks import get_spec
 
-    module = importlib.import_module(task_modules()[task])
-    return dict(getattr(module, "DATA_PARALLEL_MODES", {}))
+    return dict(get_spec(task).data_parallel_modes)
 
 
 def check_workers(tasks: list[str], workers: int, threads: int, overrides: dict[str, Any]) -> None:
@@ -50,7 +48,7 @@ def check_workers(tasks: list[str], workers: int, threads: int, overrides: dict[
             f"(--threads {threads}, {len(os.sched_getaffinity(0))} available); use --workers {cores} or fewer"
         )
     from spotdiff.distributed.sharding import check_divisible
-    from spotdiff.experiment import task_params
+    from spotdiff.overrides import task_params
 
     for task in tasks:
         batch_size = getattr(task_params(task, overrides), "batch_size", None)

@@ -14,19 +14,29 @@ from typing import Any
 
 import numpy as np
 
-from spotdiff.distributed import sharding
 from spotdiff.children import free_ports
+from spotdiff.distributed import sharding
 from spotdiff.distributed.launch import GroupResult, run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
 from spotdiff.overrides import params_for
 
 
-def group_plan(cell, cell_dir: Path, workers: int, cores: list[list[int]], name: str, dropout: bool = True) -> GroupPlan:
+def group_plan(
+    cell, cell_dir: Path, workers: int, cores: list[list[int]], name: str, dropout: bool = True
+) -> GroupPlan:
     # CPU only for now: on a GPU every rank would take the first device (no per-rank assignment yet).
     return GroupPlan(
-        task=cell.task, framework=cell.framework, params=cell.params, seed=cell.seed, device="cpu",
-        workers=workers, cores=cores[:workers], ports=free_ports(workers), out_dir=str(cell_dir / name),
-        dropout=dropout, task_source=cell.task_source,
+        task=cell.task,
+        framework=cell.framework,
+        params=cell.params,
+        seed=cell.seed,
+        device="cpu",
+        workers=workers,
+        cores=cores[:workers],
+        ports=free_ports(workers),
+        out_dir=str(cell_dir / name),
+        dropout=dropout,
+        task_source=cell.task_source,
     )
 
 
@@ -46,7 +56,9 @@ def global_losses(group: GroupResult) -> list[float]:
     return np.mean([r["losses"] for r in group.ranks], axis=0).tolist()
 
 
-def summarize(reference: GroupResult, group: GroupResult, params, workers: int) -> tuple[dict[str, Any], dict[str, list]]:
+def summarize(
+    reference: GroupResult, group: GroupResult, params, workers: int
+) -> tuple[dict[str, Any], dict[str, list]]:
     """Metrics and series of the cell (names as results.json promises them)."""
     images_per_epoch = group.ranks[0]["images_per_epoch"]
     ips, epoch_s = throughput(group, images_per_epoch)
@@ -105,11 +117,19 @@ def run_cell(cell, out, cell_dir: Path, cores: list[int]) -> None:
     metrics, series = summarize(reference, group, params, cell.workers)
     metrics.update(spec.derive_metrics(metrics, series, params))
     chief = group.ranks[0]
-    settings = {**chief["settings"], "engine": chief["engine"], "collective_backend": chief["backend"],
-                "workers": cell.workers, "cpu_affinity_per_worker": [r["cores"] for r in group.ranks],
-                "addresses": "127.0.0.1 (free ports)", "dtype": "float32"}
+    settings = {
+        **chief["settings"],
+        "engine": chief["engine"],
+        "collective_backend": chief["backend"],
+        "workers": cell.workers,
+        "cpu_affinity_per_worker": [r["cores"] for r in group.ranks],
+        "addresses": "127.0.0.1 (free ports)",
+        "dtype": "float32",
+    }
     if cell.device == "gpu":
-        settings["device_note"] = "--device gpu: data-parallel cells run on the CPU (no per-worker GPU assignment yet)"
+        settings["device_note"] = (
+            "--device gpu: data-parallel cells run on the CPU (no per-worker GPU assignment yet)"
+        )
     out.emit("environment", versions=chief["versions"], settings=settings)
     out.emit("metrics", values=metrics)
     for name, values in series.items():

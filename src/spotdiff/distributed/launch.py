@@ -107,5 +107,8 @@ def run_group(plan: GroupPlan) -> GroupResult:
                 break
     if failure is not None:
         raise GroupFailed(f"data-parallel group of {plan.workers} ({plan.framework}): {failure}")
-    ranks = [json.loads((out_dir / f"rank{r}" / "result.json").read_text(encoding="utf-8")) for r in range(plan.workers)]
+    ranks = [
+        json.loads((out_dir / f"rank{r}" / "result.json").read_text(encoding="utf-8"))
+        for r in range(plan.workers)
+    ]
     return GroupResult(plan, ranks, time.perf_counter() - start)

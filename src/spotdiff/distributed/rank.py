@@ -10,12 +10,12 @@ from __future__ import annotations
 import importlib
 import json
 import os
-import resource
 import sys
 import time
 import traceback
 from pathlib import Path
 
+from spotdiff.children import peak_rss_mb
 from spotdiff.distributed.plan import GroupPlan, RankContext
 from spotdiff.overrides import params_for
 
@@ -30,7 +30,9 @@ def run_rank(plan: GroupPlan, rank: int) -> dict:
     params = params_for(spec, plan.params)
     data = spec.build_data(params, plan.seed)
     start = time.perf_counter()
-    engine = importlib.import_module(impl_module(plan.task, frameworks.FRAMEWORKS[plan.framework].impl_prefix + "_dp"))
+    engine = importlib.import_module(
+        impl_module(plan.task, frameworks.FRAMEWORKS[plan.framework].impl_prefix + "_dp")
+    )
     import_s = time.perf_counter() - start  # the framework, imported by its engine module
     result = engine.train(RankContext(plan, rank), params, data)
     weights = result.pop("weights")
@@ -38,13 +40,15 @@ def run_rank(plan: GroupPlan, rank: int) -> dict:
         import numpy as np
 
         np.savez(Path(plan.out_dir) / "weights.npz", **weights)
-    result.update({
-        "rank": rank,
-        "cores": plan.cores[rank],
-        "import_s": import_s,
-        "startup_s": result["group_ready_walltime"] - plan.launch_walltime,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
-    })
+    result.update(
+        {
+            "rank": rank,
+            "cores": plan.cores[rank],
+            "import_s": import_s,
+            "startup_s": result["group_ready_walltime"] - plan.launch_walltime,
+            "peak_rss_mb": peak_rss_mb(),
+        }
+    )
     return result
 
 
@@ -62,11 +66,16 @@ def main(argv: list[str]) -> int:
         os._exit(0)
     except BaseException as error:  # noqa: BLE001 (every failure, SystemExit included, leaves error.json)
         lines = str(error).strip().splitlines()
-        (rank_dir / "error.json").write_text(json.dumps({
-            "type": type(error).__name__,
-            "message": lines[0] if lines else "(no message)",
-            "traceback": traceback.format_exc()[-4000:],
-        }), encoding="utf-8")
+        (rank_dir / "error.json").write_text(
+            json.dumps(
+                {
+                    "type": type(error).__name__,
+                    "message": lines[0] if lines else "(no message)",
+                    "traceback": traceback.format_exc()[-4000:],
+                }
+            ),
+            encoding="utf-8",
+        )
         traceback.print_exc()
         return 1
     return 0

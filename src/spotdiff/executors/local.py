@@ -41,7 +41,8 @@ class CellOutcome:
         c = self.cell
         return {
             "id": c.id, "task": c.task, "framework": c.framework, "mode": c.mode,
-            "variant": c.variant, "seed": c.seed, "status": self.status, "error": self.error,
+            "variant": c.variant, "seed": c.seed, "precision": c.precision,
+            "status": self.status, "error": self.error,
             "stderr_tail": self.stderr_tail, "wall_s": self.wall_s,
             "environment": self.environment, "metrics": self.metrics, "series": self.series,
             "artifacts": self.artifacts,
@@ -63,13 +64,19 @@ def _rss_mb(process: psutil.Process) -> float:
 
 def skip_reason(cell: Cell) -> str | None:
     """Why a cell cannot run here (checked without importing any framework), or None."""
-    from spotdiff.tasks import has_impl, impl_module
+    from spotdiff.tasks import get_spec, has_impl, impl_module
 
     framework = fw.FRAMEWORKS[cell.framework]
     if fw.installed_version(cell.framework) is None:
         return f"{framework.label} is not installed (pip install 'spotdiff[{cell.framework}]')"
     if not has_impl(cell.task, framework.impl_prefix):
-        return f"task {cell.task} has no {framework.label} implementation ({impl_module(cell.task, framework.impl_prefix)})"
+        module = impl_module(cell.task, framework.impl_prefix)
+        return f"task {cell.task} has no {framework.label} implementation ({module})"
+    supported = get_spec(cell.task).precisions
+    if cell.precision not in supported:
+        return (
+            f"task {cell.task} does not support --precision {cell.precision} (it runs {', '.join(supported)})"
+        )
     return None
 
 
@@ -96,8 +103,12 @@ def run_cell(cell: Cell, cell_dir: Path, timeout_s: float) -> CellOutcome:
     sampled_peak_mb = 0.0
     with open(cell_dir / "stdout.log", "wb") as stdout, open(stderr_path, "wb") as stderr:
         proc = children.start(
-            "spotdiff.worker", [cell_json, events_path], pin=children.Pin.first(cell.threads),
-            env=compile_cache_env(cell_dir), stdout=stdout, stderr=stderr,
+            "spotdiff.worker",
+            [cell_json, events_path],
+            pin=children.Pin.first(cell.threads),
+            env=compile_cache_env(cell_dir),
+            stdout=stdout,
+            stderr=stderr,
         )
         process = psutil.Process(proc.pid)
 

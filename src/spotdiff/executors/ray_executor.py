@@ -27,8 +27,8 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from spotdiff.errors import UserError
 from spotdiff.executors import ray_task
-from spotdiff.experiment import Cell
 from spotdiff.executors.local import CellOutcome
+from spotdiff.experiment import Cell
 
 WAIT_S = 1.0  # how often the driver looks for finished cells and freed nodes
 CANCEL_GRACE_S = 15.0  # after Ctrl-C, how long cancelled cells get to kill their workers

@@ -17,7 +17,6 @@ import importlib.util
 import json
 import os
 import re
-import resource
 import sys
 import time
 import traceback
@@ -25,10 +24,6 @@ from pathlib import Path
 from typing import Any
 
 DTYPES = ("float32", "float64")
-
-
-def peak_rss_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
 
 
 def records_with(impl_name: str, framework: str) -> str:
@@ -48,6 +43,7 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     import numpy as np
 
     from spotdiff import children, frameworks
+    from spotdiff.children import peak_rss_mb
     from spotdiff.overrides import params_for
     from spotdiff.tasks import get_spec, impl_module, restore_task_source
 
@@ -81,6 +77,12 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
                                        "traceback": traceback.format_exc()[-2000:]}
                 continue
             tensors = {name: np.asarray(value) for name, value in got["tensors"].items()}
+            narrow = sorted(n for n, v in tensors.items()
+                            if v.dtype.kind == "f" and v.dtype.itemsize < np.dtype(dtype).itemsize)
+            if narrow:  # a "float64" run in float32 would measure a floor of zero on its side
+                answer["runs"][key] = {"status": "failed", "error": f"asked for {dtype}, recorded "
+                                       f"{tensors[narrow[0]].dtype}: {', '.join(narrow[:3])}"}
+                continue
             np.savez(out_dir / f"{key}.npz", **tensors)
             answer["runs"][key] = {
                 "status": "ok", "record_s": time.perf_counter() - began,

@@ -29,7 +29,9 @@ def latest_run_dir() -> Path:
     if local:
         return max(local, key=lambda p: (p / "results.json").stat().st_mtime
                    if (p / "results.json").exists() else p.stat().st_mtime)
-    raise UserError("no run found: pass a run directory (spotdiff board RUN_DIR) or make one with `spotdiff run`")
+    raise UserError(
+        "no run found: pass a run directory (spotdiff board RUN_DIR) or make one with `spotdiff run`"
+    )
 
 
 def board_log_dir(run_dir: Path | None) -> Path:
@@ -39,8 +41,9 @@ def board_log_dir(run_dir: Path | None) -> Path:
         raise UserError(f"no such run directory: {run_dir}")
     log_dir = run_dir / TENSORBOARD_DIR
     if not log_dir.is_dir() or not any(log_dir.rglob("events.out.tfevents.*")):
-        raise UserError(f"no TensorBoard event files in {run_dir} (expected {log_dir}/); "
-                        "runs made by spotdiff write them")
+        raise UserError(
+            f"no TensorBoard event files in {run_dir} (expected {log_dir}/); runs made by spotdiff write them"
+        )
     return log_dir
 
 
@@ -50,8 +53,9 @@ def check_port(port: int, host: str = "127.0.0.1") -> int:
         try:
             sock.bind((host, port))
         except OSError:
-            raise UserError(f"port {port} on {host} is in use; pick another with --port, "
-                            "or leave it out for a free one") from None
+            raise UserError(
+                f"port {port} on {host} is in use; pick another with --port, or leave it out for a free one"
+            ) from None
     return port
 
 
@@ -63,7 +67,16 @@ def require_tensorboard() -> None:
 def start_tensorboard(log_dir: Path, port: int, host: str = "127.0.0.1", **popen: Any) -> children.Child:
     """TensorBoard's own program in a child process; `popen` takes stdout and stderr."""
     require_tensorboard()
-    args = ["--logdir", log_dir, "--host", host, "--port", port, "--samples_per_plugin", f"scalars={SCALAR_SAMPLES}"]
+    args = [
+        "--logdir",
+        log_dir,
+        "--host",
+        host,
+        "--port",
+        port,
+        "--samples_per_plugin",
+        f"scalars={SCALAR_SAMPLES}",
+    ]
     return children.start("tensorboard.main", args, **popen)
 
 

@@ -24,7 +24,6 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-
 TENSORBOARD_DIR = "tensorboard"  # under the run directory
 HISTOGRAMS_PER_RUN = 20  # parameter and gradient histograms every K = ceil(steps / 20) steps
 # `spotdiff board` keeps this many points per scalar tag, not TensorBoard's sample of 1000 (its fast
@@ -56,7 +55,9 @@ def histogram_steps(total_steps: int, count: int = HISTOGRAMS_PER_RUN) -> list[i
     return sorted({1, *range(every, total_steps + 1, every)}) if total_steps >= 1 else []
 
 
-def step_walltimes(start_walltime: float, blocks: Sequence[tuple[int, float]], total_steps: int) -> np.ndarray:
+def step_walltimes(
+    start_walltime: float, blocks: Sequence[tuple[int, float]], total_steps: int
+) -> np.ndarray:
     """Wall time of each step (index step - 1), rebuilt from the timed blocks of the first repeat.
 
     `blocks` holds (steps done after the block, seconds the block took); a compile before a fused
@@ -117,7 +118,8 @@ class Board:
 
     Per-step scalars are buffered and written at `close()` as one event per step holding every
     tag, which keeps a 2000-step run's files small; histograms are buffered too, so that each
-    series reaches the file in step order whatever order they were taken in. Events at step k get `step_walltimes[k - 1]`
+    series reaches the file in step order whatever order they were taken in. Events at step k get
+    `step_walltimes[k - 1]`
     when given, else the current time.
     """
 
@@ -129,7 +131,9 @@ class Board:
         self.log_dir.mkdir(parents=True, exist_ok=True)
         # The suffix keeps two writers of one process (a task's own and the worker's) apart.
         self.writer = tbx.SummaryWriter(
-            str(self.log_dir), flush_secs=3600, max_queue=1000,
+            str(self.log_dir),
+            flush_secs=3600,
+            max_queue=1000,
             filename_suffix=f".{os.getpid()}.{next(_writer_count)}",
         )
         self._summary = summary
@@ -213,7 +217,9 @@ class Board:
     # images
     def images(self, tag: str, batch: Any, step: int, dataformats: str = "NHWC") -> None:
         """A batch of images as one grid: float in [0, 1] or uint8; NHWC (TF, Flax) or NCHW (torch)."""
-        self.writer.add_images(tag, np.asarray(batch), step, walltime=self.walltime(step), dataformats=dataformats)
+        self.writer.add_images(
+            tag, np.asarray(batch), step, walltime=self.walltime(step), dataformats=dataformats
+        )
 
     def filters(self, tag: str, kernels: Any, step: int, zoom: int = 8) -> None:
         """First-layer convolution filters, each scaled to [0, 1] and enlarged `zoom` times.
@@ -232,8 +238,12 @@ class Board:
 
     # embeddings
     def embedding(
-        self, features: Any, labels: Sequence[Any] | None = None, images: Any = None,
-        tag: str = "features", step: int = 0,
+        self,
+        features: Any,
+        labels: Sequence[Any] | None = None,
+        images: Any = None,
+        tag: str = "features",
+        step: int = 0,
     ) -> None:
         """Points for the Projector: features (N, D), labels (N,), sprite images (N, H, W[, C]) in [0, 1]."""
         label_img = None
@@ -245,8 +255,11 @@ class Board:
                 label_img = label_img.transpose(0, 3, 1, 2)  # NHWC -> NCHW
         metadata = [str(label) for label in labels] if labels is not None else None
         self.writer.add_embedding(
-            np.asarray(features, dtype=np.float32), metadata=metadata, label_img=label_img,
-            global_step=step, tag=tag,
+            np.asarray(features, dtype=np.float32),
+            metadata=metadata,
+            label_img=label_img,
+            global_step=step,
+            tag=tag,
         )
 
     # text and graphs
@@ -296,8 +309,13 @@ class GraphBuilder:
         self._taken: set[str] = set()
 
     def node(
-        self, name: str, op: str, inputs: Sequence[str] = (), shape: Sequence[int] | None = None,
-        dtype: str | None = None, attrs: Mapping[str, Any] | None = None,
+        self,
+        name: str,
+        op: str,
+        inputs: Sequence[str] = (),
+        shape: Sequence[int] | None = None,
+        dtype: str | None = None,
+        attrs: Mapping[str, Any] | None = None,
     ) -> str:
         """Add a node; returns its name, made unique with a `_<n>` suffix when already taken."""
         from tensorboardX.proto import attr_value_pb2, tensor_shape_pb2
@@ -324,17 +342,23 @@ def fresh_log_dir(path: Path) -> Path:
     return path
 
 
-def write_run_text(board: Board, cell: Any, environment: Mapping[str, Any], metrics: Mapping[str, Any]) -> None:
+def write_run_text(
+    board: Board, cell: Any, environment: Mapping[str, Any], metrics: Mapping[str, Any]
+) -> None:
     """The experiment (this cell and its parameters), the environment and the final metrics as text."""
     fields = {k: v for k, v in cell.model_dump().items() if k not in ("params", "task_source")}
-    board.text("run/experiment", markdown_table(fields) + "\n\n**parameters**\n\n" + markdown_table(cell.params))
+    board.text(
+        "run/experiment", markdown_table(fields) + "\n\n**parameters**\n\n" + markdown_table(cell.params)
+    )
     versions = environment.get("versions", {})
     settings = environment.get("settings", {})
     board.text("run/environment", markdown_table({**versions, **settings, "python": sys.version.split()[0]}))
     board.text("run/metrics", markdown_table(dict(metrics)))
 
 
-def write_step_runner_curves(board: Board, series: Mapping[str, Sequence[float]], blocks: Sequence[tuple[int, float]]) -> None:
+def write_step_runner_curves(
+    board: Board, series: Mapping[str, Sequence[float]], blocks: Sequence[tuple[int, float]]
+) -> None:
     """`train/<series>` at every step and `time/step_us` per timed block, for build_runner tasks."""
     board.step_scalars({f"train/{name}": values for name, values in series.items()})
     board.block_times("time/step_us", blocks)

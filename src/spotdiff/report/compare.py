@@ -10,10 +10,9 @@ import json
 from pathlib import Path
 from typing import Any
 
-import jinja2
-
 from spotdiff.compare import VERDICTS, Comparison, MetricRow
 from spotdiff.errors import UserError
+from spotdiff.report import templating
 from spotdiff.report.plots import format_value
 
 HTML_NAME, JSON_NAME = "compare.html", "compare.json"
@@ -65,14 +64,10 @@ def compare_context(comparison: Comparison, path_a: Path, path_b: Path) -> dict[
             "path_a": str(path_a), "path_b": str(path_b), "rows": [metric_cells(row) for row in rows]}
 
 
-def _jinja() -> jinja2.Environment:
-    return jinja2.Environment(loader=jinja2.PackageLoader("spotdiff.report", "templates"),
-                              autoescape=True, trim_blocks=True, lstrip_blocks=True)
-
-
 def write_comparison(comparison: Comparison, out_dir: Path, path_a: Path, path_b: Path) -> tuple[Path, Path]:
     """Write compare.html and compare.json (every row) into `out_dir`; their paths."""
-    html = _jinja().get_template("compare.html").render(**compare_context(comparison, path_a, path_b))
+    template = templating.environment().get_template("compare.html")
+    html = template.render(**compare_context(comparison, path_a, path_b))
     html_path, json_path = Path(out_dir) / HTML_NAME, Path(out_dir) / JSON_NAME
     html_path.write_text(html, encoding="utf-8")
     data = comparison.to_dict()

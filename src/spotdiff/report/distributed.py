@@ -25,13 +25,19 @@ def _row(cell: dict[str, Any]) -> dict[str, Any]:
     m, series = cell.get("metrics") or {}, cell.get("series") or {}
     rss = series.get("worker_peak_rss_mb") or []
     return {
-        "framework": cell.get("framework"), "mode": cell.get("mode"), "status": cell.get("status"),
-        "error": cell.get("error"), "engine": m.get("engine", "–"), "backend": m.get("collective_backend", "–"),
-        "workers": m.get("workers", "–"), "cores": m.get("cores_per_worker", "–"),
+        "framework": cell.get("framework"),
+        "mode": cell.get("mode"),
+        "status": cell.get("status"),
+        "error": cell.get("error"),
+        "engine": m.get("engine", "–"),
+        "backend": m.get("collective_backend", "–"),
+        "workers": m.get("workers", "–"),
+        "cores": m.get("cores_per_worker", "–"),
         "images_per_s": format_value(m.get("steady_images_per_s")),
         "reference_images_per_s": format_value(m.get("reference_images_per_s")),
         "efficiency": format_value(m.get("scaling_efficiency")),
-        "startup_s": format_value(m.get("startup_s")), "group_init_s": format_value(m.get("group_init_s")),
+        "startup_s": format_value(m.get("startup_s")),
+        "group_init_s": format_value(m.get("group_init_s")),
         "rss": " / ".join(format_value(v) for v in rss) or "–",
         "accuracy": format_value(m.get("test_accuracy")),
         "reference_accuracy": format_value(m.get("reference_test_accuracy")),
@@ -40,8 +46,11 @@ def _row(cell: dict[str, Any]) -> dict[str, Any]:
 
 def distributed_context(results: dict[str, Any]) -> dict[str, Any] | None:
     """Rows for every data-parallel cell (ok or failed), in results order; None without any."""
-    cells = [c for c in results.get("cells") or []
-             if WORKERS_ID.search(str(c.get("id", ""))) or (c.get("metrics") or {}).get("workers", 1) > 1]
+    cells = [
+        c
+        for c in results.get("cells") or []
+        if WORKERS_ID.search(str(c.get("id", ""))) or (c.get("metrics") or {}).get("workers", 1) > 1
+    ]
     if not cells:
         return None
     return {"rows": [_row(c) for c in cells], "note": NOTE}

@@ -7,22 +7,28 @@ Metrics, series and labels come from each task's spec; an unknown task still ren
 
 from __future__ import annotations
 
+import json
 import re
 import statistics
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import jinja2
-from markupsafe import Markup
-
 from spotdiff.devices import cell_device
-from spotdiff.report import runs_on, static_dynamic
-from spotdiff.report.plots import (
-    Plot, build_plots, cell_label, finite_number, format_value, ordered_cells, task_spec, variants_of,
-)
+from spotdiff.report import runs_on, static_dynamic, templating
 from spotdiff.report.distributed import distributed_context
+from spotdiff.report.plots import (
+    Plot,
+    build_plots,
+    cell_label,
+    finite_number,
+    format_value,
+    ordered_cells,
+    task_spec,
+    variants_of,
+)
 from spotdiff.report.serving import serving_context
+from spotdiff.report.where import section as where_section
 
 # Criteria every task is judged on (measured by the runner), each lower-is-better.
 CRITERIA = {
@@ -339,21 +345,22 @@ def report_context(results: dict[str, Any], plots: list[Plot]) -> dict[str, Any]
     }
 
 
-def _jinja() -> jinja2.Environment:
-    env = jinja2.Environment(
-        loader=jinja2.PackageLoader("spotdiff.report", "templates"),
-        autoescape=True, trim_blocks=True, lstrip_blocks=True,
-    )
-    env.filters["fmt"] = format_value
-    env.filters["svg"] = lambda text: Markup(text)  # matplotlib's SVG: text content already escaped
-    return env
+def where_context(run_dir: Path) -> dict[str, Any] | None:
+    """The "Where and why" section when the run folder holds a `spotdiff where` result (where.json),
+    else None; an unreadable where.json is left out, not fatal to the report."""
+    try:
+        document = json.loads((Path(run_dir) / "where.json").read_text(encoding="utf-8"))
+        return where_section(document, document.get("summary", ""))
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
 
 
 def render_report(results: dict[str, Any], run_dir: Path) -> Path:
     """Write `<run_dir>/report.html` (self-contained) and `<run_dir>/plots/*.png`; the HTML path."""
     run_dir = Path(run_dir)
     plots = build_plots(results, run_dir / "plots")
-    html = _jinja().get_template("report.html").render(**report_context(results, plots))
+    context = {**report_context(results, plots), "where": where_context(run_dir)}
+    html = templating.environment().get_template("report.html").render(**context)
     path = run_dir / "report.html"
     path.write_text(html, encoding="utf-8")
     return path

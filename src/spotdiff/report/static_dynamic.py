@@ -1,5 +1,6 @@
-"""The report's "Static vs dynamic" section: padding strategies (`sequences`) and tree-structured
-networks (`trees`) side by side, with a chart of epoch time against padding waste.
+"""The report's "Static vs dynamic" section: the cells of every task declaring "static_dynamic" in
+its `report_sections` (padding strategies, tree-structured networks) side by side, with a chart of
+epoch time against padding waste for the tasks declaring "padding_chart".
 
 `section(results)` returns what the template shows, or None when the run has no such cells.
 """
@@ -21,24 +22,34 @@ from spotdiff.report.plots import (
     ordered_cells,
     task_spec,
 )
+from spotdiff.tasks.base import TaskSpec
 
-TASKS = ("sequences", "trees")
-# Per task: (throughput metric, its unit), the table's throughput column reads one of them.
-THROUGHPUT = {"sequences": ("real_tokens_per_s", "tokens/s"), "trees": ("trees_per_s", "trees/s")}
+
+def section_tasks(results: dict[str, Any], section: str) -> list[str]:
+    """The tasks of the run's cells that declare `section` in their spec's `report_sections`."""
+    tasks = dict.fromkeys(str(c.get("task")) for c in results.get("cells") or [])
+    return [t for t in tasks if (spec := task_spec(t)) is not None and section in spec.report_sections]
+
+
+def throughput(spec: TaskSpec) -> tuple[str, str]:
+    """(metric, unit) of the table's throughput column: the spec's first `*_per_s` headline metric."""
+    rates = [(key, unit) for key, _, unit, _ in spec.headline_metrics if key.endswith("_per_s")]
+    return rates[0] if rates else ("", "")
 
 
 def section_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
     """One row per cell of a static-vs-dynamic task, in each task's framework and mode order."""
     rows = []
-    for task in TASKS:
+    for task in section_tasks(results, "static_dynamic"):
         spec = task_spec(task)
+        assert spec is not None  # section_tasks keeps known tasks only
+        key, unit = throughput(spec)
         for cell in ordered_cells(results, task):
             metrics = cell.get("metrics") or {}
-            key, unit = THROUGHPUT[task]
             rows.append({
                 "task": task, "framework": cell.get("framework"), "mode": cell.get("mode"),
                 "status": cell.get("status"), "error": cell.get("error"),
-                "strategy": spec.mode_help.get((cell.get("framework"), cell.get("mode")), "") if spec else "",
+                "strategy": spec.mode_help.get((cell.get("framework"), cell.get("mode")), ""),
                 "padding_waste": format_value(metrics.get("padding_waste")),
                 "throughput": format_value(metrics.get(key), unit),
                 "epoch_s": format_value(metrics.get("epoch_s"), "s"),
@@ -50,9 +61,10 @@ def section_rows(results: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def waste_figure(results: dict[str, Any]) -> Figure | None:
-    """Steady epoch time against padding waste, one labelled point per ok sequences cell; None
-    when no cell has both numbers."""
-    cells = ordered_cells(results, "sequences")
+    """Steady epoch time against padding waste, one labelled point per ok cell of a task declaring
+    "padding_chart"; None when no cell has both numbers."""
+    tasks = section_tasks(results, "padding_chart")
+    cells = [cell for task in tasks for cell in ordered_cells(results, task)]
     points = []
     for cell in cells:
         metrics = cell.get("metrics") or {}
@@ -78,7 +90,7 @@ def waste_figure(results: dict[str, Any]) -> Figure | None:
     ax.set_ylabel("steady epoch time (s)")
     ax.set_ylim(bottom=0)
     ax.set_xlim(left=min(0.9, ax.get_xlim()[0]), right=ax.get_xlim()[1] * 1.12)  # room for labels
-    ax.set_title("sequences · epoch time vs padding waste", loc="left")
+    ax.set_title(f"{', '.join(tasks)} · epoch time vs padding waste", loc="left")
     return fig
 
 

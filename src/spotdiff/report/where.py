@@ -11,6 +11,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from spotdiff.report import templating
+
 PHASE_LABEL = {"forward": "fwd", "loss": "loss", "backward": "grad", "update": "param"}
 
 
@@ -65,9 +67,7 @@ def section(result: dict[str, Any] | None, summary: str = "") -> dict[str, Any] 
 
 def render_where(result: dict[str, Any], out_dir: Path, summary: str) -> Path:
     """Write `<out_dir>/where.html` (self-contained) and return its path."""
-    from spotdiff.report.html import _jinja
-
-    html = _jinja().get_template("where.html").render(where=section(result, summary))
+    html = templating.environment().get_template("where.html").render(where=section(result, summary))
     path = Path(out_dir) / "where.html"
     path.write_text(html, encoding="utf-8")
     return path

@@ -30,7 +30,14 @@ MARK = "SPOTDIFF_EXPORT "
 
 
 def exportable_cells(run_dir: Path) -> list[dict]:
-    """The ok digits cells of a run that saved weights, one per framework (the first found)."""
+    """The ok cells of a run that saved weights, of a task declaring their framework in its
+    `exportable_models`, one per framework (the first found)."""
+    from spotdiff.tasks import get_spec, task_names
+
+    def exportable(cell: dict) -> bool:
+        task = cell.get("task")
+        return task in task_names() and cell.get("framework") in get_spec(task).exportable_models
+
     results_path = run_dir / "results.json"
     if not results_path.is_file():
         raise UserError(f"no results.json in {run_dir}; pass a run directory written by `spotdiff run`")
@@ -38,8 +45,8 @@ def exportable_cells(run_dir: Path) -> list[dict]:
     for cell in json.loads(results_path.read_text()).get("cells", []):
         weights = (cell.get("artifacts") or {}).get("weights")
         if (
-            cell.get("task") == "digits"
-            and cell.get("status") == "ok"
+            cell.get("status") == "ok"
+            and exportable(cell)
             and weights
             and Path(weights).is_file()
         ):

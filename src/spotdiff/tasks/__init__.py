@@ -29,8 +29,10 @@ BUILTIN_TASKS = {
     "digits": "spotdiff.tasks.digits.spec",
     "sequences": "spotdiff.tasks.sequences.spec",
     "trees": "spotdiff.tasks.trees.spec",
+    "gpt": "spotdiff.tasks.gpt.spec",
 }
 TASK_MODULES = BUILTIN_TASKS  # the name other modules have used for the built-ins
+DEFAULT_TASK = next(iter(BUILTIN_TASKS))  # the smallest, for a tool that needs one (spotdiff debug)
 ENTRY_POINT_GROUP = "spotdiff.tasks"
 
 # Tasks registered from files in this process: name -> (spec module path, sys.path entry)
@@ -101,7 +103,9 @@ def _import(module_name: str, what: str) -> ModuleType:
     try:
         return importlib.import_module(module_name)
     except Exception as error:  # a plug-in's own bug must not become our traceback
-        raise UserError(f"cannot import task {what} ({module_name}): {type(error).__name__}: {error}") from None
+        raise UserError(
+            f"cannot import task {what} ({module_name}): {type(error).__name__}: {error}"
+        ) from None
 
 
 def _checked_spec(module: ModuleType, name: str | None, module_name: str) -> TaskSpec:
@@ -121,11 +125,49 @@ def _checked_spec(module: ModuleType, name: str | None, module_name: str) -> Tas
 
     unknown = sorted(set(spec.modes) - set(FRAMEWORKS))
     if unknown:
-        raise UserError(f"{where}: SPEC.modes names unknown framework(s) {', '.join(unknown)}; known: {', '.join(FRAMEWORKS)}")
+        raise UserError(
+            f"{where}: SPEC.modes names unknown framework(s) {', '.join(unknown)}; "
+            f"known: {', '.join(FRAMEWORKS)}"
+        )
     for field in ("build_data", "derive_metrics", "parity"):
         if not callable(getattr(spec, field)):
             raise UserError(f"{where}: SPEC.{field} must be callable")
+    _check_capabilities(spec, where)
     return spec
+
+
+def _check_capabilities(spec: TaskSpec, where: str) -> None:
+    """One-line UserError for a capability declared wrongly (see TaskSpec and tasks.contract)."""
+    from spotdiff.tasks.base import REPORT_SECTIONS
+
+    if spec.training not in ("steps", "loop"):
+        raise UserError(
+            f"{where}: SPEC.training is {spec.training!r}; use 'steps' (build_runner) or 'loop' (run)"
+        )
+    allowed = ("steps", "own") if spec.training == "steps" else ("series", "own")
+    if spec.tensorboard not in allowed:
+        raise UserError(
+            f"{where}: SPEC.tensorboard is {spec.tensorboard!r}; with training={spec.training!r} "
+            f"use one of {', '.join(map(repr, allowed))}"
+        )
+    for field in ("data_parallel_modes", "debug_graph_targets", "exportable_models"):
+        frameworks = getattr(spec, field)
+        stray = sorted(set(frameworks) - set(spec.modes))
+        if stray:
+            raise UserError(
+                f"{where}: SPEC.{field} names framework(s) {', '.join(stray)} that SPEC.modes lacks"
+            )
+    for framework, modes in spec.data_parallel_modes.items():
+        if not set(modes) <= set(spec.modes[framework]):
+            raise UserError(
+                f"{where}: SPEC.data_parallel_modes[{framework!r}] names modes outside SPEC.modes"
+            )
+    unknown = sorted(set(spec.report_sections) - set(REPORT_SECTIONS))
+    if unknown:
+        raise UserError(
+            f"{where}: SPEC.report_sections has unknown {', '.join(unknown)}; "
+            f"known: {', '.join(REPORT_SECTIONS)}"
+        )
 
 
 def get_spec(name: str) -> TaskSpec:

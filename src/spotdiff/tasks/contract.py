@@ -8,7 +8,8 @@ happens to contain, so a missing function is a one-line error naming it, not a s
 Two training styles exist, chosen by `TaskSpec.training`:
 
 - "steps" (`StepTaskImpl`, e.g. exponent): the implementation builds a `spotdiff.measure.StepRunner`
-  with a `final_metrics()` method; spotdiff does all the timing (warm-up, blocks, repeats) in `spotdiff.measure`.
+  with a `final_metrics()` method; spotdiff does all the timing (warm-up, blocks, repeats) in
+  `spotdiff.measure`.
 - "loop" (`LoopTaskImpl`, e.g. digits, sequences, trees, gpt): the implementation owns its loop
   (epochs, data pipelines, `model.fit`) and returns a `CellOutcome`.
 
@@ -50,8 +51,9 @@ class StepTaskImpl(Protocol):
     has written the per-step curves; this adds what only the framework can (graphs, histograms).
     """
 
-    def build_runner(self, mode: str, variant: str, params: BaseModel, data: dict[str, np.ndarray],
-                     threads: int = 1) -> StepRunner:
+    def build_runner(
+        self, mode: str, variant: str, params: BaseModel, data: dict[str, np.ndarray], threads: int = 1
+    ) -> StepRunner:
         """A step runner for one (mode, variant); `data` comes from the spec's `build_data`."""
         ...
 

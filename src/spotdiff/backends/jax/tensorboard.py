@@ -20,7 +20,9 @@ def input_names(args: Sequence[Any], arg_names: Sequence[str]) -> list[str]:
     names = []
     for name, arg in zip(arg_names, args):
         for path, _ in jax.tree_util.tree_flatten_with_path(arg)[0]:
-            names.append(".".join(filter(None, [name, jax.tree_util.keystr(path, simple=True, separator=".")])))
+            names.append(
+                ".".join(filter(None, [name, jax.tree_util.keystr(path, simple=True, separator=".")]))
+            )
     return names
 
 
@@ -29,7 +31,9 @@ def _aval(var: Any) -> tuple[list[int], str]:
     return [int(d) for d in getattr(aval, "shape", ())], str(getattr(aval, "dtype", ""))
 
 
-def _add_jaxpr(builder: GraphBuilder, jaxpr: Any, consts: Sequence[Any], scope: str, inputs: list[str]) -> list[str]:
+def _add_jaxpr(
+    builder: GraphBuilder, jaxpr: Any, consts: Sequence[Any], scope: str, inputs: list[str]
+) -> list[str]:
     """Add the equations of `jaxpr` under `scope`, fed by `inputs`; return its output node names."""
     env: dict[Any, str] = dict(zip(jaxpr.invars, inputs))
     for i, var in enumerate(jaxpr.constvars):
@@ -39,14 +43,20 @@ def _add_jaxpr(builder: GraphBuilder, jaxpr: Any, consts: Sequence[Any], scope: 
 
     def read(var: Any) -> str:
         if isinstance(var, jcore.Literal):
-            return builder.node(f"{scope}literal", "Const", shape=[], dtype=str(var.aval.dtype), attrs={"value": var.val})
+            return builder.node(
+                f"{scope}literal", "Const", shape=[], dtype=str(var.aval.dtype), attrs={"value": var.val}
+            )
         return env[var]
 
     for eqn in jaxpr.eqns:
         name = eqn.primitive.name
         operands = [read(v) for v in eqn.invars]
         subs = list(jcore.jaxprs_in_params(eqn.params))
-        inline = len(subs) == 1 and len(subs[0].invars) == len(operands) and len(subs[0].outvars) == len(eqn.outvars)
+        inline = (
+            len(subs) == 1
+            and len(subs[0].invars) == len(operands)
+            and len(subs[0].outvars) == len(eqn.outvars)
+        )
         if inline:
             closed = next((p for p in eqn.params.values() if isinstance(p, jcore.ClosedJaxpr)), None)
             group = f"{scope}{eqn.params.get('name', name)}/"
@@ -56,7 +66,9 @@ def _add_jaxpr(builder: GraphBuilder, jaxpr: Any, consts: Sequence[Any], scope: 
             attrs = {k: v for k, v in eqn.params.items() if isinstance(v, (int, float, str, bool, tuple))}
             node = builder.node(f"{scope}{name}", name, operands, shape=shape, dtype=dtype, attrs=attrs)
             for i, sub in enumerate(subs):  # drawn inside the node's group, fed by placeholders
-                sub_inputs = [builder.node(f"{node}/{i}/in", "Placeholder", shape=_aval(v)[0]) for v in sub.invars]
+                sub_inputs = [
+                    builder.node(f"{node}/{i}/in", "Placeholder", shape=_aval(v)[0]) for v in sub.invars
+                ]
                 _add_jaxpr(builder, sub, [], f"{node}/{i}/", sub_inputs)
             outputs = [node if i == 0 else f"{node}:{i}" for i in range(len(eqn.outvars))]
         for var, out in zip(eqn.outvars, outputs):

@@ -36,13 +36,23 @@ def named_params(tree, layers: list[str]) -> dict[str, object]:
     return out
 
 
-def lstm_params(neutral: dict[str, np.ndarray], names: tuple[str, str, str] = ("embedding", "lstm", "fc")) -> dict[str, np.ndarray]:
+def lstm_params(
+    neutral: dict[str, np.ndarray], names: tuple[str, str, str] = ("embedding", "lstm", "fc")
+) -> dict[str, np.ndarray]:
     """Neutral (PyTorch) embedding -> LSTM -> linear weights as a flat dict in (in, out) layout:
     `embedding`, `lstm_kernel` (E, 4H), `lstm_recurrent` (H, 4H), `lstm_bias` (4H,) with gates
     i, f, g, o and the two biases summed, `fc_kernel` (H, 2), `fc_bias`."""
     from spotdiff.backends.layouts import lstm_torch_to_keras
 
     e, r, d = names
-    kernel, recurrent, bias = lstm_torch_to_keras(*(neutral[f"{r}.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-    return {"embedding": neutral[f"{e}.weight"], "lstm_kernel": kernel, "lstm_recurrent": recurrent, "lstm_bias": bias,
-            "fc_kernel": neutral[f"{d}.weight"].T.copy(), "fc_bias": neutral[f"{d}.bias"]}
+    kernel, recurrent, bias = lstm_torch_to_keras(
+        *(neutral[f"{r}.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    )
+    return {
+        "embedding": neutral[f"{e}.weight"],
+        "lstm_kernel": kernel,
+        "lstm_recurrent": recurrent,
+        "lstm_bias": bias,
+        "fc_kernel": neutral[f"{d}.weight"].T.copy(),
+        "fc_bias": neutral[f"{d}.bias"],
+    }

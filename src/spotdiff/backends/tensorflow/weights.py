@@ -35,13 +35,24 @@ def named_variables(model: keras.Model, values=None) -> dict[str, object]:
     return out
 
 
-def load_lstm_neutral(embedding: keras.layers.Layer, lstm: keras.layers.Layer, dense: keras.layers.Layer,
-                      neutral: dict[str, np.ndarray], names: tuple[str, str, str] = ("embedding", "lstm", "fc")) -> None:
+def load_lstm_neutral(
+    embedding: keras.layers.Layer,
+    lstm: keras.layers.Layer,
+    dense: keras.layers.Layer,
+    neutral: dict[str, np.ndarray],
+    names: tuple[str, str, str] = ("embedding", "lstm", "fc"),
+) -> None:
     """Neutral (PyTorch) embedding -> LSTM -> linear weights into built Keras layers: the same gate
     order, transposed kernels, the two LSTM biases summed into Keras' one."""
     from spotdiff.backends.layouts import lstm_torch_to_keras
 
     e, r, d = names
     embedding.set_weights([neutral[f"{e}.weight"]])
-    lstm.set_weights(list(lstm_torch_to_keras(*(neutral[f"{r}.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))))
+    lstm.set_weights(
+        list(
+            lstm_torch_to_keras(
+                *(neutral[f"{r}.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+            )
+        )
+    )
     dense.set_weights([neutral[f"{d}.weight"].T.copy(), neutral[f"{d}.bias"]])

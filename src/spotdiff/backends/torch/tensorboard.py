@@ -32,6 +32,8 @@ def write_graph(board: Board, module: torch.nn.Module, example_inputs: Sequence[
             for i, name in enumerate(inputs):
                 builder.node(f"outputs/{i}", "Identity", [name])
         else:
-            names[node] = builder.node(f"{scope}{node.name}", str(node.target), inputs, shape=shape, dtype=dtype)
+            names[node] = builder.node(
+                f"{scope}{node.name}", str(node.target), inputs, shape=shape, dtype=dtype
+            )
     board.graph_def(builder.graph)
     board.text("graph/torch_export", code_block(exported.graph_module.code.strip()))

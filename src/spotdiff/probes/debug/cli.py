@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from pathlib import Path
 
 import typer
+from rich.console import Console
+
+from spotdiff.tasks import DEFAULT_TASK
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -13,7 +17,8 @@ def _split(value: str | None) -> list[str] | None:
 
 
 def debug(
-    task: str = typer.Argument("exponent", help="task whose graph the graph probe dumps (default exponent)"),
+    task: str = typer.Argument(
+        DEFAULT_TASK, help=f"task whose graph the graph probe dumps (default {DEFAULT_TASK})"),
     frameworks: str | None = typer.Option(None, "--frameworks", "-f", help="comma list (default: all)"),
     modes: str | None = typer.Option(None, "--modes", "-m", help="comma list (default: every debug mode)"),
     probes: str | None = typer.Option(
@@ -24,7 +29,6 @@ def debug(
     out: Path | None = typer.Option(None, "--out", help="output folder (default runs/debug-<timestamp>)"),
 ) -> None:
     """Measure print, tracebacks, pdb, NaN tools and graph dumps in every framework and mode."""
-    from spotdiff.cli import console, err_console
     from spotdiff.errors import UserError
     from spotdiff.probes.debug import harness, output, schema
 
@@ -34,6 +38,9 @@ def debug(
         raise UserError(f"--steps must be at least 2 (the batch shape changes half way), got {steps}")
     if timeout <= 0:
         raise UserError(f"--timeout must be positive, got {timeout:g}")
+    # Its own consoles, as the main app's (spotdiff.cli registers this verb: importing it back is a circle).
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    err_console = Console(stderr=True, soft_wrap=True)
     out_dir = Path(out or Path("runs") / time.strftime("debug-%Y%m%d-%H%M%S"))
     out_dir.mkdir(parents=True, exist_ok=True)
     settings = harness.Settings(task=task, steps=steps, probe_timeout_s=timeout)

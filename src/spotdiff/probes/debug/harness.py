@@ -18,6 +18,7 @@ from spotdiff import children
 from spotdiff import frameworks as fw
 from spotdiff.events import read_events
 from spotdiff.probes.debug import schema
+from spotdiff.tasks import DEFAULT_TASK
 
 POLL_S = 0.1
 
@@ -26,7 +27,7 @@ POLL_S = 0.1
 class Settings:
     """What every child gets; the timeouts are enforced here, in the parent."""
 
-    task: str = "exponent"
+    task: str = DEFAULT_TASK
     steps: int = 6
     threads: int = 1
     probe_timeout_s: float = 120.0

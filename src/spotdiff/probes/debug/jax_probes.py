@@ -76,22 +76,6 @@ def _count(jaxpr: Any, counts: collections.Counter) -> collections.Counter:
     return counts
 
 
-def _exponent_loss(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The exponent task's loss_fn(phi, x, y)."""
-    phi = jnp.asarray(params.init_phi, dtype=jnp.float32)
-    return impl.loss_fn, (phi, jnp.asarray(data["x"]), jnp.asarray(data["y"]))
-
-
-def _digits_logits(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The digit CNN's forward, dropout off, on 8 training images (B, 28, 28, 1)."""
-    model = impl.build_model(params, data, "shared", dropout=False)
-    return model, (jnp.asarray(data["x_train"][:8, ..., None]),)
-
-
-# Tasks that predate the `debug_graph(params, data)` hook of an implementation module.
-GRAPH_TARGETS = {"exponent": _exponent_loss, "digits": _digits_logits}
-
-
 def capture_graph(mode: str, fn: Callable, arrays: tuple) -> dict[str, Any]:
     """The jaxpr of fn (the same in both modes); jit mode adds the StableHLO it lowers to."""
     fn = functools.partial(fn)  # a plain callable for make_jaxpr and jit, models included

@@ -68,22 +68,6 @@ def _count(graph_def: Any) -> dict[str, int]:
     return dict(collections.Counter(node.op for node in graph_def.node).most_common())
 
 
-def _exponent_loss(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The exponent task's loss_fn(phi, x, y)."""
-    phi = tf.constant(params.init_phi, dtype=tf.float32)
-    return impl.loss_fn, (phi, tf.constant(data["x"]), tf.constant(data["y"]))
-
-
-def _digits_logits(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The digit CNN's forward, dropout off, on 8 training images (B, 28, 28, 1)."""
-    model = impl.build_model(params, data, "shared", dropout=False)
-    return model, (tf.constant(data["x_train"][:8, ..., None]),)
-
-
-# Tasks that predate the `debug_graph(params, data)` hook of an implementation module.
-GRAPH_TARGETS = {"exponent": _exponent_loss, "digits": _digits_logits}
-
-
 def capture_graph(mode: str, fn: Callable, tensors: tuple) -> dict[str, Any]:
     """The concrete graph of tf.function(fn) (eager has none of its own); XLA mode adds the HLO."""
     function = tf.function(fn, jit_compile=mode == "xla")

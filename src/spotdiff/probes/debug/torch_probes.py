@@ -86,22 +86,6 @@ class _Wrapped(torch.nn.Module):
         return self.fn(*args)
 
 
-def _exponent_loss(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The exponent task's loss_fn(phi, x, y)."""
-    phi = torch.tensor(params.init_phi, dtype=torch.float32)
-    return impl.loss_fn, (phi, torch.from_numpy(data["x"]), torch.from_numpy(data["y"]))
-
-
-def _digits_logits(impl: Any, params: Any, data: dict) -> tuple[Callable, tuple]:
-    """The digit CNN's forward, dropout off, on 8 training images (B, 1, 28, 28)."""
-    model = impl.build_model(params, data, "shared", dropout=False).eval()
-    return model, (torch.from_numpy(data["x_train"][:8, None]),)
-
-
-# Tasks that predate the `debug_graph(params, data)` hook of an implementation module.
-GRAPH_TARGETS = {"exponent": _exponent_loss, "digits": _digits_logits}
-
-
 def capture_graph(mode: str, fn: Callable, tensors: tuple) -> dict[str, Any]:
     """The graph of `fn(*tensors)`: torch.export's ATen graph (eager), dynamo's FX graphs (compile)."""
     if mode == "compile":

@@ -90,12 +90,10 @@ def probe_graph(fw: Any, mode: str, job: dict) -> dict[str, Any]:
     task, framework = job["task"], job["framework"]
     spec = get_spec(task)
     impl = importlib.import_module(impl_module(task, frameworks.FRAMEWORKS[framework].impl_prefix))
-    target = getattr(impl, "debug_graph", None)  # the plug-in hook: debug_graph(params, data) -> (fn, args)
-    adapter = (lambda _, params, data: target(params, data)) if target else fw.GRAPH_TARGETS.get(task)
-    if adapter is None:
-        raise Skip(f"task {task} has no debug_graph(params, data) in {impl.__name__}")
+    if framework not in spec.debug_graph_targets:  # declared on the spec, see tasks.contract
+        raise Skip(f"task {task} declares no debug graph for {framework} (TaskSpec.debug_graph_targets)")
     params = spec.params()
-    fn, args = adapter(impl, params, spec.build_data(params, 0))
+    fn, args = impl.debug_graph(params, spec.build_data(params, 0))
     captured = fw.capture_graph(mode, fn, args)
     name = f"{getattr(fn, '__module__', '')}.{getattr(fn, '__qualname__', type(fn).__qualname__)}"
     out_dir = Path(job["out_dir"])

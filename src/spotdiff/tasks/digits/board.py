@@ -72,12 +72,18 @@ class DigitsBoard:
             self._samples[name] = np.sort(rng.choice(values.size, HISTOGRAM_SAMPLE, replace=False))
         return values[self._samples[name]]
 
-    def snapshot(self, epoch: int, parameters: Mapping[str, np.ndarray], gradients: Mapping[str, np.ndarray]) -> None:
+    def snapshot(
+        self, epoch: int, parameters: Mapping[str, np.ndarray], gradients: Mapping[str, np.ndarray]
+    ) -> None:
         """Keep every parameter and its probe-batch gradient after `epoch` epochs (0: at init)."""
         if self.enabled:
-            self._snapshots.append((self.epoch_end_step(epoch),
-                                    {n: self._kept(n, v) for n, v in parameters.items()},
-                                    {n: self._kept(n, v) for n, v in gradients.items()}))
+            self._snapshots.append(
+                (
+                    self.epoch_end_step(epoch),
+                    {n: self._kept(n, v) for n, v in parameters.items()},
+                    {n: self._kept(n, v) for n, v in gradients.items()},
+                )
+            )
 
     def _inputs(self) -> None:
         """The first batch of epoch 1, (N, 28, 28) in [0, 1], as a grid."""
@@ -87,7 +93,10 @@ class DigitsBoard:
         self.board.text("inputs/train_samples_labels", f"labels, row by row: {labels}")
 
     def finish(
-        self, series: Mapping[str, list[float]], conv1_kernel: np.ndarray, features: np.ndarray,
+        self,
+        series: Mapping[str, list[float]],
+        conv1_kernel: np.ndarray,
+        features: np.ndarray,
         predictions: np.ndarray,
     ) -> None:
         """Curves, first-layer filters, misclassified digits and the Projector, then close.
@@ -119,10 +128,19 @@ class DigitsBoard:
             pairs = ", ".join(f"{int(predictions[i])} ({int(y_test[i])})" for i in wrong)
             board.text("test/misclassified_labels", f"predicted (true), row by row: {pairs}", last)
         n = len(features)
-        board.embedding(features, labels=[int(v) for v in y_test[:n]], images=x_test[:n],
-                        tag="penultimate", step=last)
-        board.text("run/model", markdown_table({"model": self.params.model, "embedded test digits": n,
-                                                "histograms every": f"{self.steps_per_epoch} steps (one epoch)"}))
+        board.embedding(
+            features, labels=[int(v) for v in y_test[:n]], images=x_test[:n], tag="penultimate", step=last
+        )
+        board.text(
+            "run/model",
+            markdown_table(
+                {
+                    "model": self.params.model,
+                    "embedded test digits": n,
+                    "histograms every": f"{self.steps_per_epoch} steps (one epoch)",
+                }
+            ),
+        )
         self.close()
 
     def close(self) -> None:

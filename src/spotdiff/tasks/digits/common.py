@@ -20,14 +20,24 @@ def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> tuple[np.ndarra
 def save_probe(cell_dir: Path, logits: np.ndarray, grads: dict[str, np.ndarray], curve: list[float]) -> str:
     """Write the probe (logits (B, 10), neutral-layout gradients, first-epoch loss curve)."""
     path = Path(cell_dir) / "parity_probe.npz"
-    np.savez(path, logits=logits, curve=np.asarray(curve, np.float64), **{f"grad:{k}": v for k, v in grads.items()})
+    np.savez(
+        path, logits=logits, curve=np.asarray(curve, np.float64), **{f"grad:{k}": v for k, v in grads.items()}
+    )
     return path.name
 
 
 def finish(
-    params, epoch_s: list[float], n_train: int, train_loss: list[float], test_loss: list[float],
-    test_accuracy: list[float], predictions: np.ndarray, labels: np.ndarray, param_count: int,
-    input_s: list[float] | None = None, step_s: list[float] | None = None,
+    params,
+    epoch_s: list[float],
+    n_train: int,
+    train_loss: list[float],
+    test_loss: list[float],
+    test_accuracy: list[float],
+    predictions: np.ndarray,
+    labels: np.ndarray,
+    param_count: int,
+    input_s: list[float] | None = None,
+    step_s: list[float] | None = None,
 ) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Metrics and series in the names results.json promises.
 
@@ -61,8 +71,9 @@ def finish(
     return metrics, series
 
 
-def input_metrics(epoch_s: list[float], input_s: list[float] | None, step_s: list[float] | None,
-                  n_train: int) -> dict[str, float | None]:
+def input_metrics(
+    epoch_s: list[float], input_s: list[float] | None, step_s: list[float] | None, n_train: int
+) -> dict[str, float | None]:
     """Steady-state input time vs step time (medians per epoch), the input's share of the epoch,
     and compute-only images/s (step time alone) to set beside end-to-end images/s."""
     if not input_s or not step_s or len(input_s) != len(epoch_s) or len(step_s) != len(epoch_s):

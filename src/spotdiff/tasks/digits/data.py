@@ -75,7 +75,11 @@ def load_digits_28(seed: int, test_fraction: float = 0.2) -> dict[str, np.ndarra
     bunch = load_digits()
     images = resize_bilinear(bunch.images.astype(np.float64) / 16.0, 28).astype(np.float32)
     x_train, x_test, y_train, y_test = train_test_split(
-        images, bunch.target.astype(np.int64), test_size=test_fraction, stratify=bunch.target, random_state=seed
+        images,
+        bunch.target.astype(np.int64),
+        test_size=test_fraction,
+        stratify=bunch.target,
+        random_state=seed,
     )
     return {"x_train": x_train, "y_train": y_train, "x_test": x_test, "y_test": y_test}
 
@@ -94,7 +98,7 @@ def read_idx(path: Path) -> np.ndarray:
     header = 4 + 4 * ndim
     if ndim == 0 or len(raw) < header:
         raise UserError(f"{path} is a corrupt IDX file (truncated header)")
-    shape = tuple(int.from_bytes(raw[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim))
+    shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
     if len(raw) - header != int(np.prod(shape)):
         raise UserError(f"{path} is a corrupt IDX file: {len(raw) - header} bytes of data for shape {shape}")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)
@@ -120,7 +124,9 @@ def download(urls: list[str], target: Path, expected_sha256: str) -> Path:
                 shutil.copyfileobj(response, out)
             actual = sha256(tmp)
             if actual != expected_sha256:
-                errors.append(f"{url}: checksum mismatch (got {actual[:12]}…, expected {expected_sha256[:12]}…)")
+                errors.append(
+                    f"{url}: checksum mismatch (got {actual[:12]}…, expected {expected_sha256[:12]}…)"
+                )
                 continue
             os.replace(tmp, target)
             return target
@@ -131,7 +137,9 @@ def download(urls: list[str], target: Path, expected_sha256: str) -> Path:
     raise UserError(f"could not download {target.name}: " + "; ".join(errors))
 
 
-def locate_idx(name: str, data_dir: Path | None, cache_dir: Path, allow_download: bool = True) -> dict[str, Path]:
+def locate_idx(
+    name: str, data_dir: Path | None, cache_dir: Path, allow_download: bool = True
+) -> dict[str, Path]:
     """The four IDX files of dataset `name`: from data_dir, else the cache, else downloaded."""
     found = {}
     for key, filename in IDX_FILES.items():
@@ -162,7 +170,9 @@ def locate_idx(name: str, data_dir: Path | None, cache_dir: Path, allow_download
     return found
 
 
-def load_idx_dataset(name: str, data_dir: Path | None, cache_dir: Path, limit_train: int | None = None) -> dict[str, np.ndarray]:
+def load_idx_dataset(
+    name: str, data_dir: Path | None, cache_dir: Path, limit_train: int | None = None
+) -> dict[str, np.ndarray]:
     paths = locate_idx(name, data_dir, cache_dir)
     arrays = {key: read_idx(path) for key, path in paths.items()}
     for split in ("train", "test"):

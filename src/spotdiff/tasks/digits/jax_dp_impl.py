@@ -50,7 +50,9 @@ def train(ctx, params, data) -> dict:
     jax.config.update("jax_default_matmul_precision", "highest")  # as backends/jax/env.configure
 
     model = build_model(params, data, params.init, seed=ctx.seed, dropout=ctx.dropout)
-    optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
+    )
     graphdef, state = nnx.split((model, optimizer))
     model, optimizer = nnx.merge(graphdef, replicate(state, replicated))
     epoch_s, losses = [], []
@@ -59,20 +61,30 @@ def train(ctx, params, data) -> dict:
         start = time.perf_counter()
         epoch_losses = []
         for index in shards:
-            images = jax.make_array_from_process_local_data(batch_sharding, data["x_train"][index][..., None])  # global (B, 28, 28, 1)
-            labels = jax.make_array_from_process_local_data(batch_sharding, data["y_train"][index])  # global (B,)
+            images = jax.make_array_from_process_local_data(
+                batch_sharding, data["x_train"][index][..., None]
+            )  # global (B, 28, 28, 1)
+            labels = jax.make_array_from_process_local_data(
+                batch_sharding, data["y_train"][index]
+            )  # global (B,)
             epoch_losses.append(train_step(model, optimizer, images, labels))
         jax.block_until_ready(epoch_losses)
         epoch_s.append(time.perf_counter() - start)
         losses += [float(to_host(v)) for v in epoch_losses]  # the global batch's loss; after the clock
     final = neutral(to_host(nnx.state(model, nnx.Param)), params.model)
     result = {
-        "engine": ENGINE, "backend": f"{jax.config.jax_cpu_collectives_implementation} (CPU collectives)",
-        "versions": {"jax": jax.__version__}, "settings": {"device": str(jax.local_devices()[0]), "matmul_precision": "highest"},
-        "group_init_s": group_init_s, "group_ready_walltime": ready_walltime,
+        "engine": ENGINE,
+        "backend": f"{jax.config.jax_cpu_collectives_implementation} (CPU collectives)",
+        "versions": {"jax": jax.__version__},
+        "settings": {"device": str(jax.local_devices()[0]), "matmul_precision": "highest"},
+        "group_init_s": group_init_s,
+        "group_ready_walltime": ready_walltime,
         "images_per_epoch": ctx.images_per_epoch(data, params.batch_size),
-        "epoch_s": epoch_s, "losses": losses, "loss_scope": "global",
-        "param_count": int(sum(x.size for x in final.values())), "weights": final,
+        "epoch_s": epoch_s,
+        "losses": losses,
+        "loss_scope": "global",
+        "param_count": int(sum(x.size for x in final.values())),
+        "weights": final,
     }
     if ctx.rank == 0:  # every process holds the same weights; one evaluates, on a local copy
         local = build_model(params, {f"w:{k}": v for k, v in final.items()}, "shared", dropout=False)

@@ -21,7 +21,6 @@ from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
 
 LAYERS = ["conv1", "conv2", "fc1", "fc2"]
-WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
 
 
 class ExamplesNet(nnx.Module):
@@ -30,7 +29,9 @@ class ExamplesNet(nnx.Module):
     def __init__(self, rngs: nnx.Rngs, dropout: bool = True):
         self.conv1 = nnx.Conv(1, 10, (5, 5), padding="VALID", rngs=rngs)
         self.conv2 = nnx.Conv(10, 20, (5, 5), padding="VALID", rngs=rngs)
-        self.conv2_drop = nnx.Dropout(0.5 if dropout else 0.0, broadcast_dims=(1, 2), rngs=rngs)  # whole channels
+        self.conv2_drop = nnx.Dropout(
+            0.5 if dropout else 0.0, broadcast_dims=(1, 2), rngs=rngs
+        )  # whole channels
         self.fc1 = nnx.Linear(320, 50, rngs=rngs)
         self.drop = nnx.Dropout(0.5 if dropout else 0.0, rngs=rngs)
         self.fc2 = nnx.Linear(50, 10, rngs=rngs)
@@ -78,7 +79,9 @@ def loss_fn(model: nnx.Module, images: jax.Array, labels: jax.Array) -> jax.Arra
 
 
 @nnx.jit
-def train_step(model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array) -> jax.Array:
+def train_step(
+    model: nnx.Module, optimizer: nnx.Optimizer, images: jax.Array, labels: jax.Array
+) -> jax.Array:
     loss, grads = nnx.value_and_grad(loss_fn)(model, images, labels)
     optimizer.update(model, grads)
     return loss
@@ -89,13 +92,22 @@ def eval_logits(model: nnx.Module, images: jax.Array) -> jax.Array:
     return model(images)
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+def debug_graph(params, data) -> tuple[nnx.Module, tuple]:
+    """What `spotdiff debug`'s graph probe traces: the CNN's forward, dropout off, on 8 training
+    images (B, 28, 28, 1)."""
+    model = build_model(params, data, "shared", dropout=False)
+    return model, (jnp.asarray(data["x_train"][:8, ..., None]),)
+
+
+def evaluate(
+    model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+) -> tuple[float, float, np.ndarray]:
     """Mean test loss, accuracy and predictions, in batches of `batch_size` images."""
     model.eval()
     loss_sum, predictions = 0.0, []
     for start in range(0, len(labels), batch_size):
-        logits = eval_logits(model, jnp.asarray(images[start:start + batch_size][..., None]))
-        target = jnp.asarray(labels[start:start + batch_size])
+        logits = eval_logits(model, jnp.asarray(images[start : start + batch_size][..., None]))
+        target = jnp.asarray(labels[start : start + batch_size])
         loss_sum += float(optax.softmax_cross_entropy_with_integer_labels(logits, target).sum())
         predictions.append(np.asarray(jnp.argmax(logits, 1)))
     model.train()
@@ -103,27 +115,33 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
     return loss_sum / len(labels), float((predictions == labels).mean()), predictions
 
 
-def train_epoch(model, optimizer, data, order: np.ndarray,
-                batch_size: int) -> tuple[list[jax.Array], float, float]:
+def train_epoch(
+    model, optimizer, data, order: np.ndarray, batch_size: int, mode: str = "jit"
+) -> tuple[list[jax.Array], float, float]:
     """One epoch: the step's losses (on the device), input_s (numpy indexing + copy to the
     device, waited for) and step_s (train_step until its loss is ready)."""
     images, labels = data["x_train"], data["y_train"]
-    batches = (jax.block_until_ready((jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
-               for index in epoch_batches(order, batch_size))
-    return measure.timed_epoch(batches, lambda batch: train_step(model, optimizer, *batch), env.sync)
+    batches = (
+        jax.block_until_ready((jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
+        for index in epoch_batches(order, batch_size)
+    )
+    step = make_step(model, optimizer, mode)
+    return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared init, dropout off, the task's batch order: first-batch logits, gradients, one epoch
-    (JAX has one mode here: the train step is jitted; logits and gradients are computed as is)."""
+    (the epoch through the mode's step; logits and gradients are computed as is)."""
     model = build_model(params, data, "shared", dropout=False)
     x, y = common.probe_batch(data, params.batch_size)
     images, labels = jnp.asarray(x[..., None]), jnp.asarray(y)
     logits = model(images)
     grads = nnx.grad(loss_fn)(model, images, labels)
     neutral_grads = neutral(grads, params.model)
-    optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
-    losses, _, _ = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size)
+    optimizer = nnx.Optimizer(
+        model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
+    )
+    losses, _, _ = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size, mode)
     curve = [float(v) for v in jax.device_get(losses)]
     return common.save_probe(cell_dir, np.asarray(logits), neutral_grads, curve)
 
@@ -151,6 +169,16 @@ def snapshot(model: nnx.Module, architecture: str, probe: tuple[jax.Array, jax.A
     return neutral(nnx.state(model, nnx.Param), architecture), neutral(grads, architecture)
 
 
+def make_step(model, optimizer, mode: str):
+    """The train step as mode `mode` calls it. `jit`: the nnx.jit function called directly, as
+    Flax's MNIST tutorial writes it (each call flattens the model and optimizer graphs);
+    `jit-cached`: through nnx.cached_partial, Flax's fast path (the graph traversal cached once;
+    the graph must not change while it is used: one per epoch, model and optimizer in train mode)."""
+    if mode == "jit-cached":
+        return nnx.cached_partial(train_step, model, optimizer)
+    return lambda images, labels: train_step(model, optimizer, images, labels)
+
+
 def penultimate(model: nnx.Module, images: np.ndarray) -> np.ndarray:
     """(N, 28, 28) -> (N, D) features before the classifier, dropout off."""
     model.eval()
@@ -172,8 +200,12 @@ def write_board_end(board: DigitsBoard, model: nnx.Module, initial: dict, probe,
     board.snapshot(0, initial, snapshot(start, architecture, probe)[1])
     model.eval()
     graphdef, state = nnx.split(model)
-    write_graph(board.board, lambda state, images: nnx.merge(graphdef, state)(images), (state, probe[0][:1]),
-                ("model", "images"))
+    write_graph(
+        board.board,
+        lambda state, images: nnx.merge(graphdef, state)(images),
+        (state, probe[0][:1]),
+        ("model", "images"),
+    )
     model.train()
     conv1 = neutral(nnx.state(model, nnx.Param), architecture)["conv1.weight"]
     board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
@@ -191,12 +223,16 @@ def run(cell, params, data, cell_dir: Path):
     probe = (jnp.asarray(x[..., None]), jnp.asarray(y))
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = neutral(nnx.state(model, nnx.Param), params.model)
-    optimizer = nnx.Optimizer(model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(
+        model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
+    )
     epoch_s, input_s, step_s, train_loss, test_loss, test_accuracy = [], [], [], [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
         order = data["epoch_order"][epoch - 1]
-        losses, epoch_input_s, epoch_step_s = train_epoch(model, optimizer, data, order, params.batch_size)
+        losses, epoch_input_s, epoch_step_s = train_epoch(
+            model, optimizer, data, order, params.batch_size, cell.mode
+        )
         jax.block_until_ready(losses)
         epoch_s.append(time.perf_counter() - start)
         input_s.append(epoch_input_s)
@@ -209,7 +245,82 @@ def run(cell, params, data, cell_dir: Path):
     param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
     np.savez(cell_dir / "weights.npz", **neutral(nnx.state(model, nnx.Param), params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
-    metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
-                                    test_accuracy, predictions, data["y_test"], param_count, input_s, step_s)
+    metrics, series = common.finish(
+        params,
+        epoch_s,
+        len(data["y_train"]),
+        train_loss,
+        test_loss,
+        test_accuracy,
+        predictions,
+        data["y_test"],
+        param_count,
+        input_s,
+        step_s,
+    )
     write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts
+
+
+def record_steps(
+    params, data: dict[str, np.ndarray], steps: int, dtype: str, align: dict, mode: str, variant: str
+) -> dict:
+    """`spotdiff where`: `steps` SGD steps from the shared weights, dropout off, in `dtype`: every
+    layer's output (recorded NCHW, flatten in C,H,W order), the loss, every gradient and every
+    parameter after the update, in the neutral layout. The NNX modules called layer by layer."""
+    from spotdiff.tasks.digits.models import WHERE_LAYERS, where_batches
+
+    jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
+    model = build_model(params, data, "shared", dropout=False)
+    for layer in LAYERS:
+        for attr in ("kernel", "bias"):
+            param = getattr(getattr(model, layer), attr)
+            param.value = param.value.astype(dtype)
+    optimizer = nnx.Optimizer(
+        model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
+    )
+    layers = WHERE_LAYERS[params.model]
+    pool = lambda x: nnx.max_pool(x, (2, 2), (2, 2))  # noqa: E731
+    flat = lambda x: x.reshape(x.shape[0], -1)  # noqa: E731
+
+    def forward(model: nnx.Module, x: jax.Array, y: jax.Array):
+        ops = {
+            "conv1": model.conv1,
+            "conv2": model.conv2,
+            "fc1": model.fc1,
+            "fc2": model.fc2,
+            "flatten": flat,
+            "relu1": nnx.relu,
+            "relu2": nnx.relu,
+            "relu3": nnx.relu,
+            "pool1": pool,
+            "pool2": pool,
+        }
+        outputs = {}
+        for name, _ in layers:
+            x = ops[name](x)
+            outputs[name] = x
+        return optax.softmax_cross_entropy_with_integer_labels(x, y).mean(), outputs
+
+    def neutral_activation(name: str, value: np.ndarray) -> np.ndarray:
+        if value.ndim == 4:
+            return value.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+        if name == "flatten":  # (H, W, C) order -> (C, H, W)
+            value = value.reshape(len(value), *FLATTEN_CHW[params.model][1:], -1).transpose(0, 3, 1, 2)
+            return value.reshape(len(value), -1)
+        return value
+
+    tensors: dict[str, np.ndarray] = {}
+    for index, (images, labels) in enumerate(where_batches(data, params.batch_size, steps)):
+        x, y = jnp.asarray(images[..., None], dtype=dtype), jnp.asarray(labels)
+        (loss, outputs), grads = nnx.value_and_grad(forward, has_aux=True)(model, x, y)
+        for name, value in outputs.items():
+            tensors[f"{index}/forward/{name}"] = neutral_activation(name, np.asarray(value))
+        tensors[f"{index}/loss"] = np.asarray(loss)
+        for key, value in neutral(grads, params.model).items():
+            tensors[f"{index}/grad/{key}"] = value
+        optimizer.update(model, grads)
+        for key, value in neutral(nnx.state(model, nnx.Param), params.model).items():
+            tensors[f"{index}/param/{key}"] = value
+    names = [f"{layer}.{kind}" for layer in LAYERS for kind in ("weight", "bias")]
+    return {"tensors": tensors, "layers": layers, "params": names, "optimizer": "sgd", "aligned": []}

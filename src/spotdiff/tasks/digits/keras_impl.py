@@ -23,7 +23,6 @@ from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
 
 BACKEND = keras.backend.backend()
-WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, filters, Projector
 
 
 def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:

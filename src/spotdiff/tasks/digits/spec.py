@@ -40,13 +40,17 @@ class DigitsParams(BaseModel):
     dataset: Literal["digits", "mnist", "fashion-mnist"] = Field("digits", description="training data")
     data_dir: str | None = Field(None, description="folder with the IDX files (mnist, fashion-mnist)")
     model: Literal["pytorch-examples", "tf-layers"] = Field("pytorch-examples", description="architecture")
-    init: Literal["shared", "native"] = Field("shared", description="one numpy weight set, or each framework's own")
+    init: Literal["shared", "native"] = Field(
+        "shared", description="one numpy weight set, or each framework's own"
+    )
     epochs: int = Field(10, ge=1, description="training epochs")
     batch_size: int = Field(64, ge=1, description="images per batch")
     lr: float = Field(0.05, gt=0, description="SGD learning rate")
     momentum: float | None = Field(None, ge=0, lt=1, description="SGD momentum (aligned default 0.9)")
     hparams: Literal["aligned", "native"] = Field(
-        "aligned", description="aligned: every optimiser setting passed; native: unset ones are each framework's defaults"
+        "aligned",
+        description="aligned: every optimiser setting passed; "
+        "native: unset ones are each framework's defaults",
     )
     limit_train: int | None = Field(None, ge=1, description="use only the first N training images (tests)")
     limit_test: int | None = Field(None, ge=1, description="use only the first N test images (tests)")
@@ -66,7 +70,9 @@ class DigitsParams(BaseModel):
         if self.dataset == "digits":
             train_size = min(self.limit_train or DIGITS_TRAIN_SIZE, DIGITS_TRAIN_SIZE)
             if self.batch_size > train_size:
-                raise ValueError(f"batch_size {self.batch_size} is larger than the training set ({train_size} images)")
+                raise ValueError(
+                    f"batch_size {self.batch_size} is larger than the training set ({train_size} images)"
+                )
         return self
 
 
@@ -88,9 +94,15 @@ def build_data(params: DigitsParams, seed: int) -> dict[str, np.ndarray]:
         data_dir = Path(params.data_dir).expanduser() if params.data_dir else None
         arrays = datasets.load_idx_dataset(params.dataset, data_dir, cache_dir(params.dataset))
     if params.limit_train:
-        arrays["x_train"], arrays["y_train"] = arrays["x_train"][: params.limit_train], arrays["y_train"][: params.limit_train]
+        arrays["x_train"], arrays["y_train"] = (
+            arrays["x_train"][: params.limit_train],
+            arrays["y_train"][: params.limit_train],
+        )
     if params.limit_test:
-        arrays["x_test"], arrays["y_test"] = arrays["x_test"][: params.limit_test], arrays["y_test"][: params.limit_test]
+        arrays["x_test"], arrays["y_test"] = (
+            arrays["x_test"][: params.limit_test],
+            arrays["y_test"][: params.limit_test],
+        )
     n_train = len(arrays["x_train"])
     if params.batch_size > n_train:
         from spotdiff.errors import UserError
@@ -129,10 +141,12 @@ def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
 
 def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Index arrays of one epoch's batches (the last one may be smaller)."""
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
-def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], params: DigitsParams) -> dict[str, Any]:
+def derive_metrics(
+    metrics: dict[str, Any], series: dict[str, list[float]], params: DigitsParams
+) -> dict[str, Any]:
     derived: dict[str, Any] = {"param_count_expected": models.PARAM_COUNTS[params.model]}
     if "param_count" in metrics:
         derived["param_count_ok"] = metrics["param_count"] == models.PARAM_COUNTS[params.model]
@@ -159,20 +173,31 @@ DATA_PARALLEL_MODES = {"torch": ("eager",), "tensorflow": ("fit",), "jax": ("jit
 SPEC = TaskSpec(
     name="digits",
     summary="the post's digit CNN (scikit-learn digits at 28x28; MNIST/Fashion-MNIST from IDX)",
-    modes={"torch": ("eager", "compile"), "tensorflow": ("fit", "eager", "xla"), "jax": ("jit",)},
+    modes={
+        "torch": ("eager", "compile"),
+        "tensorflow": ("fit", "eager", "xla"),
+        "jax": ("jit", "jit-cached"),
+    },
     mode_help={
         ("torch", "eager"): "nn.Module + DataLoader, eager: nothing compiled",
         ("torch", "compile"): "torch.compile of the whole train step: forward + loss + backward, then the "
-                              "SGD update (two graphs: Dynamo breaks at loss.backward())",
+        "SGD update (two graphs: Dynamo breaks at loss.backward())",
         ("tensorflow", "fit"): "Keras model.fit on tf.data: the train step (forward, loss, gradients, "
-                               "update) as one tf.function graph, not XLA-compiled",
+        "update) as one tf.function graph, not XLA-compiled",
         ("tensorflow", "eager"): "model.fit with run_eagerly=True: nothing traced or compiled",
         ("tensorflow", "xla"): "model.fit with jit_compile=True: the whole train step XLA-compiled",
         ("jax", "jit"): "Flax NNX + Optax, nnx.jit of the whole train step (forward, loss, gradients, "
-                        "update)",
+        "update), called directly as Flax's MNIST tutorial does",
+        ("jax", "jit-cached"): "as jit, the step called through nnx.cached_partial (Flax's fast path: the "
+        "model and optimizer graphs flattened once, not at every step)",
     },
-    compiling_modes={"torch": ("compile",), "tensorflow": ("fit", "xla"), "jax": ("jit",)},
+    compiling_modes={"torch": ("compile",), "tensorflow": ("fit", "xla"), "jax": ("jit", "jit-cached")},
+    # The post's CNN as each framework's users train it, which is also its fastest mode here
+    # (torch.compile and XLA are slower on this net on a CPU: BENCHMARKS.md).
+    default_run=True,
+    default_modes={"torch": ("eager",), "tensorflow": ("fit",), "jax": ("jit",)},
     variants=("sgd",),
+    where_steps=2,  # `spotdiff where`: record_steps in torch_impl, tf_impl, jax_impl
     params=DigitsParams,
     build_data=build_data,
     derive_metrics=derive_metrics,
@@ -197,4 +222,9 @@ SPEC = TaskSpec(
         ("test_loss", "test loss (per epoch)", True),
         ("test_accuracy", "test accuracy (per epoch)", False),
     ),
+    training="loop",
+    tensorboard="own",  # DigitsBoard: curves, images, histograms, graph, Projector
+    data_parallel_modes=DATA_PARALLEL_MODES,
+    debug_graph_targets=("torch", "tensorflow", "jax"),
+    exportable_models=("torch", "tensorflow", "jax"),
 )

@@ -32,21 +32,29 @@ def make_shard_dataset(data, shards: np.ndarray) -> tf.data.Dataset:
     images = tf.constant(data["x_train"][..., None])  # (N, 28, 28, 1)
     labels = tf.constant(data["y_train"])
     batches = tf.data.Dataset.from_tensor_slices(shards)  # each element: (B/N,) indices
-    return batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index))).prefetch(tf.data.AUTOTUNE)
+    return batches.map(lambda index: (tf.gather(images, index), tf.gather(labels, index))).prefetch(
+        tf.data.AUTOTUNE
+    )
 
 
 def train(ctx, params, data) -> dict:
     """Train `params.epochs` epochs in this worker; every worker returns its timings and losses."""
-    os.environ["TF_CONFIG"] = json.dumps({
-        "cluster": {"worker": ctx.worker_addresses},
-        "task": {"type": "worker", "index": ctx.rank},
-    })
-    settings = env.configure(ctx.threads, ctx.seed + ctx.rank, ctx.plan.device)  # dropout masks differ per rank
+    os.environ["TF_CONFIG"] = json.dumps(
+        {
+            "cluster": {"worker": ctx.worker_addresses},
+            "task": {"type": "worker", "index": ctx.rank},
+        }
+    )
+    settings = env.configure(
+        ctx.threads, ctx.seed + ctx.rank, ctx.plan.device
+    )  # dropout masks differ per rank
     keras.utils.set_random_seed(ctx.seed + ctx.rank)
     start = time.perf_counter()
     strategy = tf.distribute.MultiWorkerMirroredStrategy(
         communication_options=tf.distribute.experimental.CommunicationOptions(
-            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO))  # NCCL on GPUs, ring on CPUs
+            implementation=tf.distribute.experimental.CommunicationImplementation.AUTO
+        )
+    )  # NCCL on GPUs, ring on CPUs
     group_init_s, ready_walltime = time.perf_counter() - start, time.time()
 
     with strategy.scope():
@@ -79,11 +87,18 @@ def train(ctx, params, data) -> dict:
         losses += [float(v) for v in epoch_losses]  # fetched after the clock stopped
     final = neutral(model, params.model)
     result = {
-        "engine": ENGINE, "backend": "collective ops (gRPC, ring)", "versions": env.versions(), "settings": settings,
-        "group_init_s": group_init_s, "group_ready_walltime": ready_walltime,
+        "engine": ENGINE,
+        "backend": "collective ops (gRPC, ring)",
+        "versions": env.versions(),
+        "settings": settings,
+        "group_init_s": group_init_s,
+        "group_ready_walltime": ready_walltime,
         "images_per_epoch": ctx.images_per_epoch(data, params.batch_size),
-        "epoch_s": epoch_s, "losses": losses, "loss_scope": "shard",
-        "param_count": model.count_params(), "weights": final,
+        "epoch_s": epoch_s,
+        "losses": losses,
+        "loss_scope": "shard",
+        "param_count": model.count_params(),
+        "weights": final,
     }
     if ctx.rank == 0:  # every worker holds the same weights; one evaluates, on a plain copy
         plain = build_model(params, {f"w:{k}": v for k, v in final.items()}, "shared", dropout=False)

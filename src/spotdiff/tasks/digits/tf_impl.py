@@ -18,8 +18,6 @@ from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import neutral_weights
 
-WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
-
 
 def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
     layers = keras.layers
@@ -135,7 +133,16 @@ class EpochClock(keras.callbacks.Callback):
         self.after_epoch(epoch + 1)
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+def debug_graph(params, data) -> tuple[keras.Model, tuple]:
+    """What `spotdiff debug`'s graph probe traces: the CNN's forward, dropout off, on 8 training
+    images (B, 28, 28, 1)."""
+    model = build_model(params, data, "shared", dropout=False)
+    return model, (tf.constant(data["x_train"][:8, ..., None]),)
+
+
+def evaluate(
+    model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+) -> tuple[float, float, np.ndarray]:
     """Mean test loss, accuracy and predictions, in batches of `batch_size` images."""
     logits = model.predict(images[..., None], batch_size=batch_size, verbose=0)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)(labels, logits)
@@ -160,11 +167,23 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
         logits_and_grads = tf.function(logits_and_grads, jit_compile=mode == "xla")
     logits, grads = logits_and_grads(tf.constant(x[..., None]), tf.constant(y))
     neutral_grads = neutral(model, params.model, [g.numpy() for g in grads])
-    model.compile(optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())), loss=loss_fn,
-                  run_eagerly=mode == "eager", jit_compile=mode == "xla")
-    clock = EpochClock({**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]}, params.batch_size)
+    model.compile(
+        optimizer=keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams())),
+        loss=loss_fn,
+        run_eagerly=mode == "eager",
+        jit_compile=mode == "xla",
+    )
+    clock = EpochClock(
+        {**data, "x_test": data["x_test"][:1], "y_test": data["y_test"][:1]}, params.batch_size
+    )
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
-    model.fit(make_dataset(data, params.batch_size, 1), epochs=1, steps_per_epoch=steps, verbose=0, callbacks=[clock])
+    model.fit(
+        make_dataset(data, params.batch_size, 1),
+        epochs=1,
+        steps_per_epoch=steps,
+        verbose=0,
+        callbacks=[clock],
+    )
     return common.save_probe(cell_dir, logits.numpy(), neutral_grads, clock.train_loss)
 
 
@@ -188,7 +207,9 @@ def penultimate(model: keras.Model, images: np.ndarray) -> np.ndarray:
     return features.predict(images[..., None], batch_size=1000, verbose=0)
 
 
-def write_board_end(board: DigitsBoard, model: keras.Model, initial: dict, probe, series, predictions) -> None:
+def write_board_end(
+    board: DigitsBoard, model: keras.Model, initial: dict, probe, series, predictions
+) -> None:
     """After training: histograms at init, the forward graph as tf.function traces it, curves,
     filters, misclassified digits, the Projector."""
     from spotdiff.backends.tensorflow.tensorboard import write_graph
@@ -198,7 +219,9 @@ def write_board_end(board: DigitsBoard, model: keras.Model, initial: dict, probe
     start = build_model(board.params, board.data, "native")
     weights.load_neutral(start, initial, "fc1", FLATTEN_CHW[board.params.model])
     board.snapshot(0, initial, snapshot(start, board.params.model, probe)[1])
-    write_graph(board.board, tf.function(model).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32)))
+    write_graph(
+        board.board, tf.function(model).get_concrete_function(tf.TensorSpec([None, 28, 28, 1], tf.float32))
+    )
     conv1 = neutral(model, board.params.model)["conv1.weight"]
     board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
 
@@ -222,15 +245,103 @@ def run(cell, params, data, cell_dir: Path):
         jit_compile=cell.mode == "xla",
     )
     ready_s: list[float] = []
-    clock = EpochClock(data, params.batch_size,
-                       lambda epoch: board.snapshot(epoch, *snapshot(model, params.model, probe)), ready_s)
+    clock = EpochClock(
+        data,
+        params.batch_size,
+        lambda epoch: board.snapshot(epoch, *snapshot(model, params.model, probe)),
+        ready_s,
+    )
     steps = int(np.ceil(len(data["y_train"]) / params.batch_size))
-    model.fit(make_dataset(data, params.batch_size, params.epochs, ready_s), epochs=params.epochs,
-              steps_per_epoch=steps, verbose=0, callbacks=[clock])
+    model.fit(
+        make_dataset(data, params.batch_size, params.epochs, ready_s),
+        epochs=params.epochs,
+        steps_per_epoch=steps,
+        verbose=0,
+        callbacks=[clock],
+    )
     np.savez(cell_dir / "weights.npz", **neutral(model, params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
-    metrics, series = common.finish(params, clock.epoch_s, len(data["y_train"]), clock.train_loss, clock.test_loss,
-                                    clock.test_accuracy, clock.predictions, data["y_test"],
-                                    model.count_params(), clock.input_s, clock.step_s)
+    metrics, series = common.finish(
+        params,
+        clock.epoch_s,
+        len(data["y_train"]),
+        clock.train_loss,
+        clock.test_loss,
+        clock.test_accuracy,
+        clock.predictions,
+        data["y_test"],
+        model.count_params(),
+        clock.input_s,
+        clock.step_s,
+    )
     write_board_end(board, model, initial, probe, series, clock.predictions)
     return metrics, series, artifacts
+
+
+def record_steps(
+    params, data: dict[str, np.ndarray], steps: int, dtype: str, align: dict, mode: str, variant: str
+) -> dict:
+    """`spotdiff where`: `steps` SGD steps from the shared weights, dropout off, in `dtype`: every
+    layer's output (recorded NCHW, flatten in C,H,W order), the loss, every gradient and every
+    parameter after the update, in the neutral layout. The Keras model called layer by layer,
+    eagerly; a fused activation (Dense(activation="relu")) is recorded as its own relu layer."""
+    from spotdiff.tasks.digits.models import WHERE_LAYERS, where_batches
+
+    # Keras 3 layers take the global dtype *policy*, which set_floatx alone leaves at float32 (a
+    # float64 run was float32 throughout); losses and optimiser variables take floatx: set both.
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        model = build_model(params, data, "shared", dropout=False)
+        optimizer = keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams()))
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, dtype=dtype)
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    names = [name for name, _ in WHERE_LAYERS[params.model]]
+    inactive = (keras.layers.Dropout, keras.layers.SpatialDropout2D)
+
+    def record(step: int, name: str, x: tf.Tensor) -> None:
+        value = x.numpy()
+        if value.ndim == 4:
+            value = value.transpose(0, 3, 1, 2)  # NHWC -> NCHW
+        elif name == "flatten":
+            value = value.reshape(len(value), *FLATTEN_CHW[params.model][1:], -1).transpose(0, 3, 1, 2)
+            value = value.reshape(len(value), -1)  # (H, W, C) order -> (C, H, W)
+        tensors[f"{step}/forward/{name}"] = value
+
+    tensors: dict[str, np.ndarray] = {}
+    for index, (images, labels) in enumerate(where_batches(data, params.batch_size, steps)):
+        x, queue = tf.constant(images[..., None], dtype=dtype), iter(names)
+        with tf.GradientTape() as tape:
+            for layer in model.layers:
+                if isinstance(layer, inactive):
+                    continue
+                activation = getattr(layer, "activation", None)
+                if activation is not None and activation is not keras.activations.linear:
+                    layer.activation = keras.activations.linear
+                    try:
+                        x = layer(x)
+                    finally:
+                        layer.activation = activation
+                    record(index, next(queue), x)
+                    x = activation(x)
+                else:
+                    x = layer(x)
+                record(index, next(queue), x)
+            loss = loss_fn(tf.constant(labels), x)
+        tensors[f"{index}/loss"] = loss.numpy()
+        grads = tape.gradient(loss, model.trainable_variables)
+        for key, value in neutral(model, params.model, [g.numpy() for g in grads]).items():
+            tensors[f"{index}/grad/{key}"] = value
+        optimizer.apply_gradients(zip(grads, model.trainable_variables))
+        for key, value in neutral(model, params.model).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {
+        "tensors": tensors,
+        "layers": WHERE_LAYERS[params.model],
+        "params": list(weights.named_variables(model)),
+        "optimizer": "sgd",
+        "aligned": [],
+    }

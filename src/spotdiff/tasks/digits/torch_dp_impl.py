@@ -38,11 +38,14 @@ class ShardSampler(Sampler):
 
 def train(ctx, params, data) -> dict:
     """Train `params.epochs` epochs in this rank; every rank returns its timings and losses."""
-    settings = env.configure(ctx.threads, ctx.seed + ctx.rank, ctx.plan.device)  # dropout masks differ per rank
+    settings = env.configure(
+        ctx.threads, ctx.seed + ctx.rank, ctx.plan.device
+    )  # dropout masks differ per rank
     gpu = env.device().type == "cuda"
     start = time.perf_counter()
-    dist.init_process_group("nccl" if gpu else "gloo", init_method=f"tcp://{ctx.coordinator}",
-                            rank=ctx.rank, world_size=ctx.world)
+    dist.init_process_group(
+        "nccl" if gpu else "gloo", init_method=f"tcp://{ctx.coordinator}", rank=ctx.rank, world_size=ctx.world
+    )
     dist.barrier()
     group_init_s, ready_walltime = time.perf_counter() - start, time.time()
 
@@ -52,8 +55,9 @@ def train(ctx, params, data) -> dict:
     step = make_step(ddp, optimizer)
     local_batch = params.batch_size // ctx.world
     shards = [ctx.epoch_shard(order, params.batch_size) for order in data["epoch_order"]]
-    loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=local_batch,
-                        sampler=ShardSampler(shards))
+    loader = DataLoader(
+        DigitImages(data["x_train"], data["y_train"]), batch_size=local_batch, sampler=ShardSampler(shards)
+    )
     epoch_s, losses = [], []
     for _ in range(params.epochs):
         start = time.perf_counter()
@@ -62,10 +66,16 @@ def train(ctx, params, data) -> dict:
         epoch_s.append(time.perf_counter() - start)
         losses += torch.stack(epoch_losses).tolist()  # this rank's shard; fetched after the clock
     result = {
-        "engine": ENGINE, "backend": dist.get_backend(), "versions": env.versions(), "settings": settings,
-        "group_init_s": group_init_s, "group_ready_walltime": ready_walltime,
+        "engine": ENGINE,
+        "backend": dist.get_backend(),
+        "versions": env.versions(),
+        "settings": settings,
+        "group_init_s": group_init_s,
+        "group_ready_walltime": ready_walltime,
         "images_per_epoch": ctx.images_per_epoch(data, params.batch_size),
-        "epoch_s": epoch_s, "losses": losses, "loss_scope": "shard",
+        "epoch_s": epoch_s,
+        "losses": losses,
+        "loss_scope": "shard",
         "param_count": sum(p.numel() for p in model.parameters()),
         "weights": weights.to_neutral(dict(model.named_parameters())),
     }

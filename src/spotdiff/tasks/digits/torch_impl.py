@@ -21,8 +21,6 @@ from spotdiff.tasks.digits import common
 from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.spec import neutral_weights
 
-WRITES_TENSORBOARD = True  # DigitsBoard: curves, images, histograms, graph, Projector
-
 
 class ExamplesNet(nn.Module):
     """pytorch/examples' MNIST net of the post's era."""
@@ -110,7 +108,16 @@ def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], float, float]:
     return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
-def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000) -> tuple[float, float, np.ndarray]:
+def debug_graph(params, data) -> tuple[nn.Module, tuple]:
+    """What `spotdiff debug`'s graph probe traces: the CNN's forward, dropout off, on 8 training
+    images (B, 1, 28, 28)."""
+    model = build_model(params, data, "shared", dropout=False).eval()
+    return model, (torch.from_numpy(data["x_train"][:8, None]),)
+
+
+def evaluate(
+    model, images: np.ndarray, labels: np.ndarray, batch_size: int = 1000
+) -> tuple[float, float, np.ndarray]:
     """Mean test loss, accuracy and predictions, in batches (MNIST's 10,000 images at once would
     hold about 1 GB of activations in the tf-layers net)."""
     model.eval()
@@ -118,8 +125,8 @@ def evaluate(model, images: np.ndarray, labels: np.ndarray, batch_size: int = 10
     loss_sum, predictions = 0.0, []
     with torch.no_grad():
         for start in range(0, len(labels), batch_size):
-            logits = model(torch.from_numpy(images[start:start + batch_size]).unsqueeze(1).to(device))
-            target = torch.from_numpy(labels[start:start + batch_size]).to(device)
+            logits = model(torch.from_numpy(images[start : start + batch_size]).unsqueeze(1).to(device))
+            target = torch.from_numpy(labels[start : start + batch_size]).to(device)
             loss_sum += F.cross_entropy(logits, target, reduction="sum").item()
             predictions.append(logits.argmax(1).cpu().numpy())
     predictions = np.concatenate(predictions)
@@ -142,8 +149,11 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
         grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
         sgd = native_kwargs("torch", "sgd", params.optimizer_hparams())
         optimizer = torch.optim.SGD(model.parameters(), **sgd)
-        loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
-                            sampler=EpochOrder(data["epoch_order"][:1]))
+        loader = DataLoader(
+            DigitImages(data["x_train"], data["y_train"]),
+            batch_size=params.batch_size,
+            sampler=EpochOrder(data["epoch_order"][:1]),
+        )
         losses, _, _ = train_epoch(model, make_step(model, optimizer, mode), loader)
     if mode == "compile":
         torch.compiler.reset()  # nothing of the probe's compiled programs is reused by training
@@ -154,6 +164,7 @@ def make_step(model, optimizer, mode: str):
     """The training step; `compile`: torch.compile of the whole step. Dynamo breaks the graph at
     loss.backward(): forward + loss are one graph whose backward AOTAutograd compiles with it,
     and the SGD update is a second compiled graph."""
+
     def step(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         optimizer.zero_grad()
         loss = F.cross_entropy(model(images), labels)
@@ -211,10 +222,15 @@ def run(cell, params, data, cell_dir: Path):
     probe = (torch.from_numpy(x).unsqueeze(1).to(env.device()), torch.from_numpy(y).to(env.device()))
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
     initial = weights.to_neutral(dict(model.named_parameters()))
-    optimizer = torch.optim.SGD(model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
+    optimizer = torch.optim.SGD(
+        model.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams())
+    )
     step = make_step(model, optimizer, cell.mode)
-    loader = DataLoader(DigitImages(data["x_train"], data["y_train"]), batch_size=params.batch_size,
-                        sampler=EpochOrder(data["epoch_order"]))
+    loader = DataLoader(
+        DigitImages(data["x_train"], data["y_train"]),
+        batch_size=params.batch_size,
+        sampler=EpochOrder(data["epoch_order"]),
+    )
     epoch_s, input_s, step_s, train_loss, test_loss, test_accuracy = [], [], [], [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
@@ -231,7 +247,65 @@ def run(cell, params, data, cell_dir: Path):
     param_count = sum(p.numel() for p in model.parameters())
     np.savez(cell_dir / "weights.npz", **weights.to_neutral(dict(model.named_parameters())))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
-    metrics, series = common.finish(params, epoch_s, len(data["y_train"]), train_loss, test_loss,
-                                    test_accuracy, predictions, data["y_test"], param_count, input_s, step_s)
+    metrics, series = common.finish(
+        params,
+        epoch_s,
+        len(data["y_train"]),
+        train_loss,
+        test_loss,
+        test_accuracy,
+        predictions,
+        data["y_test"],
+        param_count,
+        input_s,
+        step_s,
+    )
     write_board_end(board, model, initial, probe, series, predictions)
     return metrics, series, artifacts
+
+
+def record_steps(
+    params, data: dict[str, np.ndarray], steps: int, dtype: str, align: dict, mode: str, variant: str
+) -> dict:
+    """`spotdiff where`: `steps` SGD steps from the shared weights, dropout off, in `dtype`: every
+    layer's output (NCHW, flatten C,H,W), the loss, every gradient and every parameter after the
+    update, as numpy. The model's own modules, called one layer at a time, eagerly."""
+    from spotdiff.tasks.digits.models import WHERE_LAYERS, where_batches
+
+    real = getattr(torch, dtype)
+    model = build_model(params, data, "shared", dropout=False).to(device="cpu", dtype=real)
+    sgd = native_kwargs("torch", "sgd", params.optimizer_hparams())
+    optimizer = torch.optim.SGD(model.parameters(), **sgd)
+    ops = {
+        "conv1": model.conv1,
+        "conv2": model.conv2,
+        "fc1": model.fc1,
+        "fc2": model.fc2,
+        "flatten": lambda x: torch.flatten(x, 1),
+        **{f"relu{i}": F.relu for i in (1, 2, 3)},
+        **{f"pool{i}": (lambda x: F.max_pool2d(x, 2)) for i in (1, 2)},
+    }
+    layers = WHERE_LAYERS[params.model]
+    tensors: dict[str, np.ndarray] = {}
+    for index, (images, labels) in enumerate(where_batches(data, params.batch_size, steps)):
+        x = torch.from_numpy(images).unsqueeze(1).to(real)
+        optimizer.zero_grad()
+        for name, _ in layers:
+            x = ops[name](x)
+            tensors[f"{index}/forward/{name}"] = x.detach().numpy().copy()
+        loss = F.cross_entropy(x, torch.from_numpy(labels).long())
+        loss.backward()
+        tensors[f"{index}/loss"] = loss.detach().numpy().copy()
+        named = dict(model.named_parameters())
+        for key, grad in weights.to_neutral({n: p.grad for n, p in named.items()}).items():
+            tensors[f"{index}/grad/{key}"] = grad
+        optimizer.step()
+        for key, value in weights.to_neutral(named).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {
+        "tensors": tensors,
+        "layers": layers,
+        "params": list(dict(model.named_parameters())),
+        "optimizer": "sgd",
+        "aligned": [],
+    }

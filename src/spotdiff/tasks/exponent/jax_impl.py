@@ -18,7 +18,14 @@ def loss_fn(phi: jax.Array, x: jax.Array, y: jax.Array) -> jax.Array:
     return jnp.mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
 
 
-def make_optimizer(params: ExponentParams, lr: float) -> optax.GradientTransformation:
+def debug_graph(params: ExponentParams, data: dict[str, np.ndarray]) -> tuple[Any, tuple]:
+    """What `spotdiff debug`'s graph probe traces: loss_fn(phi, x, y) at the initial phi."""
+    phi = jnp.asarray(params.init_phi, dtype=jnp.float32)
+    return loss_fn, (phi, jnp.asarray(data["x"]), jnp.asarray(data["y"]))
+
+
+def make_optimizer(phi: jax.Array | float, params: ExponentParams, lr: float) -> optax.GradientTransformation:
+    # phi: unused, an Optax transformation is pure (torch.optim binds the tensor it updates)
     # momentum / b1, b2 / decay / eps; with hparams=native, unset ones are Optax's defaults
     kwargs = native_kwargs("jax", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
@@ -58,7 +65,7 @@ class ExponentRunner:
         self.x = jnp.asarray(data["x"])  # (N,)
         self.y = jnp.asarray(data["y"])  # (N,)
         self.lr = params.learning_rate(variant)
-        self.optimizer = make_optimizer(params, self.lr) if variant == "optimizer" else None
+        self.optimizer = make_optimizer(params.init_phi, params, self.lr) if variant == "optimizer" else None
         step = make_train_step(variant, self.lr, self.optimizer)
         self.step = jax.jit(step) if mode == "jit" else step
         self.fused_loop = None
@@ -119,7 +126,9 @@ class ExponentRunner:
         return {"final_phi": float(self.state.phi), "final_loss": float(loss)}
 
 
-def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+def build_runner(
+    mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1
+):
     return ExponentRunner(mode, variant, params, data)
 
 
@@ -141,8 +150,15 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
         write_graph(board, runner.step, (runner.state, runner.x, runner.y), ("state", "x", "y"))
 
 
-def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
-                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+def record_steps(
+    params: ExponentParams,
+    data: dict[str, np.ndarray],
+    steps: int,
+    dtype: str,
+    align: dict[str, Any],
+    mode: str,
+    variant: str,
+) -> dict[str, Any]:
     """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
 
     align {"rmsprop_eps": "inside"}: Optax `eps_in_sqrt=True`, said explicitly.
@@ -150,13 +166,17 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
     jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
     x, y = jnp.asarray(data["x"], dtype=dtype), jnp.asarray(data["y"], dtype=dtype)  # (N,)
     lr = params.learning_rate(variant)
-    eps_inside = (variant == "optimizer" and params.optimizer == "rmsprop"
-                  and align.get("rmsprop_eps") == "inside")
+    eps_inside = (
+        variant == "optimizer" and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
+    )
     optimizer = None
     if variant == "optimizer":
         kwargs = native_kwargs("jax", params.optimizer, params.optimizer_hparams())
-        optimizer = (optax.rmsprop(lr, eps_in_sqrt=True, **kwargs) if eps_inside
-                     else make_optimizer(params, lr))
+        optimizer = (
+            optax.rmsprop(lr, eps_in_sqrt=True, **kwargs)
+            if eps_inside
+            else make_optimizer(params.init_phi, params, lr)
+        )
 
     def step(phi: jax.Array, opt_state: Any):
         def forward(phi: jax.Array):
@@ -179,6 +199,10 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
         tensors[f"{index}/loss"] = np.asarray(loss)
         tensors[f"{index}/grad/phi"] = np.asarray(grad)
         tensors[f"{index}/param/phi"] = np.asarray(phi)
-    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
-            "optimizer": params.optimizer if optimizer is not None else None,
-            "aligned": ["rmsprop_eps"] if eps_inside else []}
+    return {
+        "tensors": tensors,
+        "layers": [("power", "power")],
+        "params": ["phi"],
+        "optimizer": params.optimizer if optimizer is not None else None,
+        "aligned": ["rmsprop_eps"] if eps_inside else [],
+    }

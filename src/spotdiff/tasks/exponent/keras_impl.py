@@ -27,7 +27,8 @@ def loss_fn(phi: Any, x: Any, y: Any) -> Any:
     return ops.mean(ops.square(ops.power(x, phi) - y))  # x, y: (N,) -> scalar
 
 
-def make_optimizer(params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+def make_optimizer(phi: keras.Variable, params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+    # phi: unused, a Keras optimizer meets its variables in build() (torch.optim binds them here)
     # Keras' argument names are TensorFlow's (its optimizers are Keras'): momentum / beta_1, beta_2 /
     # rho / epsilon; with hparams=native, unset ones are Keras' defaults
     kwargs = native_kwargs("tensorflow", params.optimizer, params.optimizer_hparams())
@@ -51,7 +52,6 @@ def value_and_grad(phi: Any, x: Any, y: Any) -> tuple[Any, Any]:
         with tf.GradientTape() as tape:
             loss = loss_fn(phi, x, y)
         return loss, tape.gradient(loss, phi.value)
-    import torch
 
     loss = loss_fn(phi.value, x, y)
     loss.backward()  # as Keras' PyTorch guide: backward, then read .grad
@@ -86,7 +86,7 @@ class ExponentRunner:
         self.y = ops.convert_to_tensor(data["y"], "float32")  # (N,)
         self.phi = keras.Variable(params.init_phi, dtype="float32", name="phi")  # () trainable
         self.lr = params.learning_rate(variant)
-        self.optimizer = make_optimizer(params, self.lr) if variant == "optimizer" else None
+        self.optimizer = make_optimizer(self.phi, params, self.lr) if variant == "optimizer" else None
         if self.optimizer:
             self.optimizer.build([self.phi])
             # Keras keeps the iteration count and learning rate among its variables: reset to these.

@@ -161,6 +161,10 @@ SPEC = TaskSpec(
     compiling_modes={
         "torch": ("compile",), "tensorflow": ("graph", "xla", "session"), "jax": ("jit", "fused"),
     },
+    # The post's experiment, each framework the way its users write it and in its fastest mode
+    # here (torch.compile is slower than eager on 1,000 scalars: BENCHMARKS.md).
+    default_run=True,
+    default_modes={"torch": ("eager",), "tensorflow": ("graph", "xla"), "jax": ("jit", "fused")},
     headline_metrics=(
         ("steady_step_us", "steady µs/step", "µs", True),
         ("first_step_s", "first step (s)", "s", True),
@@ -170,4 +174,7 @@ SPEC = TaskSpec(
         ("import_s", "import (s)", "s", True),
     ),
     plotted_series=(("loss", "loss (MSE)", True), ("phi", "phi", False)),
+    training="steps",
+    tensorboard="own",  # each impl's write_tensorboard: the graph, phi and gradient
+    debug_graph_targets=("torch", "tensorflow", "jax"),
 )

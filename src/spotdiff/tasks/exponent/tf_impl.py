@@ -17,7 +17,14 @@ def loss_fn(phi: tf.Variable, x: tf.Tensor, y: tf.Tensor) -> tf.Tensor:
     return tf.reduce_mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
 
 
-def make_optimizer(params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+def debug_graph(params: ExponentParams, data: dict[str, np.ndarray]) -> tuple[Any, tuple]:
+    """What `spotdiff debug`'s graph probe traces: loss_fn(phi, x, y) at the initial phi."""
+    phi = tf.constant(params.init_phi, dtype=tf.float32)
+    return loss_fn, (phi, tf.constant(data["x"]), tf.constant(data["y"]))
+
+
+def make_optimizer(phi: tf.Variable, params: ExponentParams, lr: float) -> keras.optimizers.Optimizer:
+    # phi: unused, a Keras optimizer meets its variables in build() (torch.optim binds them here)
     # momentum / beta_1, beta_2 / rho / epsilon; with hparams=native, unset ones are Keras' defaults
     kwargs = native_kwargs("tensorflow", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
@@ -38,7 +45,7 @@ class ExponentRunner:
         self.y = tf.constant(data["y"])  # (N,)
         self.phi = tf.Variable(params.init_phi, dtype=tf.float32, name="phi")
         self.lr = params.learning_rate(variant)
-        self.optimizer = make_optimizer(params, self.lr) if variant == "optimizer" else None
+        self.optimizer = make_optimizer(self.phi, params, self.lr) if variant == "optimizer" else None
         if self.optimizer:
             self.optimizer.build([self.phi])
             # Keras keeps the learning rate among its variables: reset to these, not to zeros.
@@ -172,13 +179,17 @@ def _v1_optimizer(params: ExponentParams, lr: float):
     return train.RMSPropOptimizer(lr, **kwargs)
 
 
-def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+def build_runner(
+    mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1
+):
     if mode == "session":
         return SessionRunner(variant, params, data, threads)
     return ExponentRunner(mode, variant, params, data)
 
 
-def write_tensorboard(runner: ExponentRunner | SessionRunner, board: Any, series: dict[str, list[float]]) -> None:
+def write_tensorboard(
+    runner: ExponentRunner | SessionRunner, board: Any, series: dict[str, list[float]]
+) -> None:
     """After timing: phi and its gradient every K steps, the learning rate, the traced graph."""
     from spotdiff.backends.tensorflow.tensorboard import write_graph
 
@@ -205,8 +216,15 @@ def write_tensorboard(runner: ExponentRunner | SessionRunner, board: Any, series
         write_graph(board, tf.function(runner.python_step))  # eager runs no graph: its trace, for reference
 
 
-def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
-                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+def record_steps(
+    params: ExponentParams,
+    data: dict[str, np.ndarray],
+    steps: int,
+    dtype: str,
+    align: dict[str, Any],
+    mode: str,
+    variant: str,
+) -> dict[str, Any]:
     """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
 
     align {"rmsprop_eps": "inside"}: Keras RMSprop already puts eps inside the square root.
@@ -216,7 +234,7 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
     x, y = tf.constant(data["x"], dtype=dtype), tf.constant(data["y"], dtype=dtype)  # (N,)
     phi = tf.Variable(params.init_phi, dtype=dtype, name="phi")
     lr = params.learning_rate(variant)
-    optimizer = make_optimizer(params, lr) if variant == "optimizer" else None
+    optimizer = make_optimizer(phi, params, lr) if variant == "optimizer" else None
 
     def step() -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         with tf.GradientTape() as tape:
@@ -237,8 +255,13 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
         tensors[f"{index}/loss"] = loss.numpy()
         tensors[f"{index}/grad/phi"] = grad.numpy()
         tensors[f"{index}/param/phi"] = phi.numpy()
-    eps_inside = (optimizer is not None and params.optimizer == "rmsprop"
-                  and align.get("rmsprop_eps") == "inside")
-    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
-            "optimizer": params.optimizer if optimizer is not None else None,
-            "aligned": ["rmsprop_eps"] if eps_inside else []}
+    eps_inside = (
+        optimizer is not None and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
+    )
+    return {
+        "tensors": tensors,
+        "layers": [("power", "power")],
+        "params": ["phi"],
+        "optimizer": params.optimizer if optimizer is not None else None,
+        "aligned": ["rmsprop_eps"] if eps_inside else [],
+    }

@@ -16,7 +16,13 @@ def loss_fn(phi: torch.Tensor, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor
     return torch.mean((x**phi - y) ** 2)  # x, y: (N,) -> scalar
 
 
-def make_optimizer(params: ExponentParams, phi: torch.Tensor, lr: float) -> torch.optim.Optimizer:
+def debug_graph(params: ExponentParams, data: dict[str, np.ndarray]) -> tuple[Any, tuple]:
+    """What `spotdiff debug`'s graph probe traces: loss_fn(phi, x, y) at the initial phi."""
+    phi = torch.tensor(params.init_phi, dtype=torch.float32)
+    return loss_fn, (phi, torch.from_numpy(data["x"]), torch.from_numpy(data["y"]))
+
+
+def make_optimizer(phi: torch.Tensor, params: ExponentParams, lr: float) -> torch.optim.Optimizer:
     # momentum / betas / alpha / eps; with hparams=native, what the user left unset is torch's default
     kwargs = native_kwargs("torch", params.optimizer, params.optimizer_hparams())
     if params.optimizer == "sgd":
@@ -38,7 +44,7 @@ class ExponentRunner:
         self.y = torch.from_numpy(data["y"]).to(device)  # (N,)
         self.phi = torch.tensor(params.init_phi, dtype=torch.float32, device=device, requires_grad=True)
         self.lr = params.learning_rate(variant)
-        self.optimizer = make_optimizer(params, self.phi, self.lr) if variant == "optimizer" else None
+        self.optimizer = make_optimizer(self.phi, params, self.lr) if variant == "optimizer" else None
         step = self._optimizer_step if self.optimizer else self._manual_step
         self.train_step = torch.compile(step) if mode == "compile" else step
 
@@ -91,7 +97,9 @@ class ExponentRunner:
         return {"final_phi": float(self.phi.item()), "final_loss": float(loss.item())}
 
 
-def build_runner(mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1):
+def build_runner(
+    mode: str, variant: str, params: ExponentParams, data: dict[str, np.ndarray], threads: int = 1
+):
     return ExponentRunner(mode, variant, params, data)
 
 
@@ -119,8 +127,15 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
     write_graph(board, LossModel(runner.phi), (runner.x, runner.y))
 
 
-def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
-                 align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+def record_steps(
+    params: ExponentParams,
+    data: dict[str, np.ndarray],
+    steps: int,
+    dtype: str,
+    align: dict[str, Any],
+    mode: str,
+    variant: str,
+) -> dict[str, Any]:
     """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
 
     align {"rmsprop_eps": "inside"}: RMSprop with eps inside the square root, g / sqrt(v + eps) as
@@ -130,9 +145,10 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
     x, y = torch.from_numpy(data["x"]).to(real), torch.from_numpy(data["y"]).to(real)  # (N,)
     phi = torch.tensor(params.init_phi, dtype=real, requires_grad=True)
     lr = params.learning_rate(variant)
-    optimizer = make_optimizer(params, phi, lr) if variant == "optimizer" else None
-    eps_inside = (optimizer is not None and params.optimizer == "rmsprop"
-                  and align.get("rmsprop_eps") == "inside")
+    optimizer = make_optimizer(phi, params, lr) if variant == "optimizer" else None
+    eps_inside = (
+        optimizer is not None and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
+    )
     square_avg = torch.zeros_like(phi)
 
     def step() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -160,5 +176,10 @@ def record_steps(params: ExponentParams, data: dict[str, np.ndarray], steps: int
         tensors[f"{index}/grad/phi"] = grad.numpy().copy()
         tensors[f"{index}/param/phi"] = phi.detach().numpy().copy()
     optimizer_name = params.optimizer if optimizer is not None else None
-    return {"tensors": tensors, "layers": [("power", "power")], "params": ["phi"],
-            "optimizer": optimizer_name, "aligned": ["rmsprop_eps"] if eps_inside else []}
+    return {
+        "tensors": tensors,
+        "layers": [("power", "power")],
+        "params": ["phi"],
+        "optimizer": optimizer_name,
+        "aligned": ["rmsprop_eps"] if eps_inside else [],
+    }

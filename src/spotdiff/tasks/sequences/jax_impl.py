@@ -41,7 +41,8 @@ def lstm_scan(params, x: jax.Array, mask: jax.Array | None):
     return outputs, h
 
 
-def build_model(params, data) -> dict[str, jax.Array]:
+def build_model(params, data, mode: str) -> dict[str, jax.Array]:
+    # mode: unused, the forward pass packs or masks (Keras builds its masking into the model)
     return {k: jnp.asarray(v) for k, v in weights.lstm_params(neutral.neutral_weights(data)).items()}
 
 
@@ -55,8 +56,7 @@ def forward(model, tokens: jax.Array, lengths: jax.Array, masked: bool) -> jax.A
     return last @ model["fc_kernel"] + model["fc_bias"]  # (B, 2)
 
 
-def loss_fn(model, tokens, lengths, labels, masked: bool) -> jax.Array:
-    logits = forward(model, tokens, lengths, masked)
+def loss_fn(logits: jax.Array, labels: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(logits, labels).mean()
 
 
@@ -82,16 +82,20 @@ def evaluate(model, data, mode: str, params) -> float:
     return correct / len(data["y_test"])
 
 
-def build_runner(optimizer, mode: str, return_grads: bool = False):
+def build_runner(model, optimizer, mode: str, max_len: int, return_grads: bool = False):
     """The jitted train step and a list whose length is its number of traces (= compilations:
     jit compiles once per new input shape, and each trace runs this Python body once). The step
     returns (model, opt_state, loss), plus the gradients with `return_grads` (the parity probe)."""
+    # model, max_len: unused, the pure step takes the model each call and jit follows the shapes
     traces: list[tuple] = []
+
+    def batch_loss(model, tokens, lengths, labels):
+        return loss_fn(forward(model, tokens, lengths, mode == "packed"), labels)
 
     @jax.jit
     def step(model, opt_state, tokens, lengths, labels):
         traces.append(tokens.shape)
-        loss, grads = jax.value_and_grad(loss_fn)(model, tokens, lengths, labels, mode == "packed")
+        loss, grads = jax.value_and_grad(batch_loss)(model, tokens, lengths, labels)
         updates, opt_state = optimizer.update(grads, opt_state, model)
         updated = optax.apply_updates(model, updates)
         return (updated, opt_state, loss, grads) if return_grads else (updated, opt_state, loss)
@@ -102,34 +106,44 @@ def build_runner(optimizer, mode: str, return_grads: bool = False):
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
     every gradient and the parameters after the step, in the probe's (in, out) layout."""
-    model = build_model(params, data)
+    model = build_model(params, data, mode)
     optimizer = optax.sgd(params.lr)
-    step, _ = build_runner(optimizer, mode, return_grads=True)
+    step, _ = build_runner(model, optimizer, mode, params.max_len, return_grads=True)
     probe = batch_arrays(data, "train", neutral.probe_batch(data, params.batch_size), mode, params.max_len)
     model, _, loss, grads = step(model, optimizer.init(model), *probe)
     return parity.save_probe(cell_dir, float(loss), jax.device_get(grads), jax.device_get(model))
 
 
 def run(cell, params, data, cell_dir: Path):
-    model = build_model(params, data)
-    probe = batch_arrays(data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len)
-    first_batch_loss = float(loss_fn(model, *probe, cell.mode == "packed"))
+    model = build_model(params, data, cell.mode)
+    probe_rows = neutral.probe_batch(data, params.batch_size)
+    probe = batch_arrays(data, "train", probe_rows, cell.mode, params.max_len)
+    first_batch_loss = float(loss_fn(forward(model, *probe[:2], cell.mode == "packed"), probe[2]))
     optimizer, opt_state = make_optimizer(model, params)
-    step, traces = build_runner(optimizer, cell.mode)
+    step, traces = build_runner(model, optimizer, cell.mode, params.max_len)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         start = time.perf_counter()
         losses = []
         for index in neutral.epoch_batches(order, params.batch_size):
-            model, opt_state, loss = step(model, opt_state, *batch_arrays(data, "train", index, cell.mode, params.max_len))
+            model, opt_state, loss = step(
+                model, opt_state, *batch_arrays(data, "train", index, cell.mode, params.max_len)
+            )
             losses.append(loss)
         jax.block_until_ready(losses[-1])
         epoch_s.append(time.perf_counter() - start)
         train_loss += [float(loss) for loss in losses]
-    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss,
-                                     compilations=len(traces),
-                                     test_accuracy=evaluate(model, data, cell.mode, params),
-                                     first_batch_loss=first_batch_loss)
+    metrics, series = neutral.finish(
+        params,
+        data,
+        FRAMEWORK,
+        cell.mode,
+        epoch_s,
+        train_loss,
+        compilations=len(traces),
+        test_accuracy=evaluate(model, data, cell.mode, params),
+        first_batch_loss=first_batch_loss,
+    )
     artifacts = {}
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)

@@ -101,8 +101,12 @@ def build_data(params: SequencesParams, seed: int) -> dict[str, np.ndarray]:
     tokens[positions >= lengths[:, None]] = PAD
     labels = ((tokens == POSITIVE).sum(1) > (tokens == NEGATIVE).sum(1)).astype(np.int64)
     arrays = {
-        "x_train": tokens[: params.n_train], "len_train": lengths[: params.n_train], "y_train": labels[: params.n_train],
-        "x_test": tokens[params.n_train:], "len_test": lengths[params.n_train:], "y_test": labels[params.n_train:],
+        "x_train": tokens[: params.n_train],
+        "len_train": lengths[: params.n_train],
+        "y_train": labels[: params.n_train],
+        "x_test": tokens[params.n_train :],
+        "len_test": lengths[params.n_train :],
+        "y_test": labels[params.n_train :],
         "epoch_order": np.stack([rng.permutation(params.n_train) for _ in range(params.epochs)]),
     }
     for name, value in shared_weights(params, seed).items():
@@ -122,9 +126,12 @@ def shared_weights(params: SequencesParams, seed: int) -> dict[str, np.ndarray]:
     embedding = rng.normal(0, 1, (params.vocab, e)).astype(np.float32)
     return {
         "embedding.weight": embedding,
-        "lstm.weight_ih_l0": uniform(4 * h, e), "lstm.weight_hh_l0": uniform(4 * h, h),
-        "lstm.bias_ih_l0": uniform(4 * h), "lstm.bias_hh_l0": uniform(4 * h),
-        "fc.weight": uniform(2, h), "fc.bias": uniform(2),
+        "lstm.weight_ih_l0": uniform(4 * h, e),
+        "lstm.weight_hh_l0": uniform(4 * h, h),
+        "lstm.bias_ih_l0": uniform(4 * h),
+        "lstm.bias_hh_l0": uniform(4 * h),
+        "fc.weight": uniform(2, h),
+        "fc.bias": uniform(2),
     }
 
 
@@ -138,14 +145,21 @@ def in_out_layout(torch_named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     PyTorch biases summed), `fc_kernel` (H, 2), `fc_bias`."""
     w = torch_named
     kernel, recurrent, bias = layouts.lstm_torch_to_keras(
-        *(w[f"lstm.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh")))
-    return {"embedding": w["embedding.weight"], "lstm_kernel": kernel, "lstm_recurrent": recurrent,
-            "lstm_bias": bias, "fc_kernel": w["fc.weight"].T.copy(), "fc_bias": w["fc.bias"]}
+        *(w[f"lstm.{k}_l0"] for k in ("weight_ih", "weight_hh", "bias_ih", "bias_hh"))
+    )
+    return {
+        "embedding": w["embedding.weight"],
+        "lstm_kernel": kernel,
+        "lstm_recurrent": recurrent,
+        "lstm_bias": bias,
+        "fc_kernel": w["fc.weight"].T.copy(),
+        "fc_bias": w["fc.bias"],
+    }
 
 
 def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
     """Index arrays of one epoch's batches (the last one may be smaller)."""
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
+    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
@@ -153,8 +167,17 @@ def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
     return data["epoch_order"][0][:batch_size]
 
 
-def finish(params: SequencesParams, data, framework: str, mode: str, epoch_s: list[float], train_loss: list[float],
-           compilations: int, test_accuracy: float, first_batch_loss: float) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def finish(
+    params: SequencesParams,
+    data,
+    framework: str,
+    mode: str,
+    epoch_s: list[float],
+    train_loss: list[float],
+    compilations: int,
+    test_accuracy: float,
+    first_batch_loss: float,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Metrics and series in the names results.json promises (called inside the cell)."""
     steady = epoch_s[1:] or epoch_s
     order = data["epoch_order"][0]
@@ -168,13 +191,17 @@ def finish(params: SequencesParams, data, framework: str, mode: str, epoch_s: li
         "steady_from_first_epoch": len(epoch_s) == 1,
         "real_tokens_per_s": real_tokens * len(steady) / sum(steady),
         "padding_waste": padding_waste(
-            batch_lengths, [computed_steps(framework, mode, lengths, params.max_len) for lengths in batch_lengths]),
+            batch_lengths,
+            [computed_steps(framework, mode, lengths, params.max_len) for lengths in batch_lengths],
+        ),
         "compilations": compilations,
     }
     return metrics, {"train_loss": train_loss, "epoch_s": epoch_s}
 
 
-def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], params: SequencesParams) -> dict[str, Any]:
+def derive_metrics(
+    metrics: dict[str, Any], series: dict[str, list[float]], params: SequencesParams
+) -> dict[str, Any]:
     derived: dict[str, Any] = {"bucket_count": bucket_count(params.min_len, params.max_len)}
     if metrics.get("first_epoch_s") and metrics.get("epoch_s"):
         derived["first_over_steady"] = metrics["first_epoch_s"] / metrics["epoch_s"]
@@ -212,7 +239,7 @@ SPEC = TaskSpec(
     headline_metrics=(
         ("epoch_s", "steady epoch (s)", "s", True),
         ("first_epoch_s", "first epoch (s)", "s", True),
-        ("real_tokens_per_s", "real tokens/s", "tok/s", False),
+        ("real_tokens_per_s", "real tokens/s", "tokens/s", False),
         ("padding_waste", "padding waste (computed/real steps, by construction)", "", True),
         ("compilations", "traces/compilations", "", True),
         ("test_accuracy", "test accuracy", "", False),
@@ -222,4 +249,6 @@ SPEC = TaskSpec(
         ("train_loss", "train loss (per step)", True),
         ("epoch_s", "epoch time (s)", False),
     ),
+    training="loop",
+    report_sections=("static_dynamic", "padding_chart"),
 )

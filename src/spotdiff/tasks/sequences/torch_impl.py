@@ -40,7 +40,8 @@ class SequenceClassifier(nn.Module):
         return self.fc(last)  # (B, 2)
 
 
-def build_model(params, data) -> nn.Module:
+def build_model(params, data, mode: str) -> nn.Module:
+    # mode: unused, the forward pass packs or masks (Keras builds its masking into the model)
     model = SequenceClassifier(params.vocab, params.embed, params.hidden)
     weights.load_neutral(model, neutral.neutral_weights(data))
     # One trainable LSTM bias, as in Keras and JAX: nn.LSTM adds bias_ih and bias_hh, so training
@@ -65,7 +66,11 @@ def batch_tensors(data, split: str, index: np.ndarray, mode: str, max_len: int):
     lengths = data[f"len_{split}"][index]
     width = neutral.padded_width(FRAMEWORK, mode, lengths, max_len)
     tokens = torch.from_numpy(data[f"x_{split}"][index, :width]).long()
-    return tokens.to(env.device()), torch.from_numpy(lengths), torch.from_numpy(data[f"y_{split}"][index]).to(env.device())
+    return (
+        tokens.to(env.device()),
+        torch.from_numpy(lengths),
+        torch.from_numpy(data[f"y_{split}"][index]).to(env.device()),
+    )
 
 
 def evaluate(model, data, mode: str, params) -> float:
@@ -78,49 +83,68 @@ def evaluate(model, data, mode: str, params) -> float:
     return correct / len(data["y_test"])
 
 
-def build_runner(model, optimizer, mode: str):
+def build_runner(model, optimizer, mode: str, max_len: int, return_grads: bool = False):
     """One training step on a batch; returns the loss tensor (not fetched)."""
+
+    # max_len, return_grads: unused, eager needs no fixed signature and each .grad keeps its gradient
     def step(tokens, lengths, labels):
         optimizer.zero_grad()
         loss = loss_fn(model(tokens, lengths, mode == "packed"), labels)
         loss.backward()
         optimizer.step()
         return loss.detach()
+
     return step
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
     every gradient and the parameters after the step, in the probe's (in, out) layout."""
-    model = build_model(params, data)
-    step = build_runner(model, torch.optim.SGD(model.parameters(), lr=params.lr), mode)
+    model = build_model(params, data, mode)
+    step = build_runner(model, torch.optim.SGD(model.parameters(), lr=params.lr), mode, params.max_len)
     probe = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), mode, params.max_len)
     loss = step(*probe)
     named = dict(model.named_parameters())
     grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in named.items()}
-    return parity.save_probe(cell_dir, loss.item(), neutral.in_out_layout(weights.to_neutral(grads)),
-                              neutral.in_out_layout(weights.to_neutral(named)))
+    return parity.save_probe(
+        cell_dir,
+        loss.item(),
+        neutral.in_out_layout(weights.to_neutral(grads)),
+        neutral.in_out_layout(weights.to_neutral(named)),
+    )
 
 
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
-    model = build_model(params, data)
+    model = build_model(params, data, cell.mode)
     with torch.no_grad():
-        probe = batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len)
+        probe = batch_tensors(
+            data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.max_len
+        )
         first_batch_loss = loss_fn(model(*probe[:2], cell.mode == "packed"), probe[2]).item()
-    step = build_runner(model, make_optimizer(model, params), cell.mode)
+    step = build_runner(model, make_optimizer(model, params), cell.mode, params.max_len)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         model.train()
         start = time.perf_counter()
-        losses = [step(*batch_tensors(data, "train", index, cell.mode, params.max_len))
-                  for index in neutral.epoch_batches(order, params.batch_size)]
+        losses = [
+            step(*batch_tensors(data, "train", index, cell.mode, params.max_len))
+            for index in neutral.epoch_batches(order, params.batch_size)
+        ]
         env.sync()
         epoch_s.append(time.perf_counter() - start)
         train_loss += torch.stack(losses).tolist()
-    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
-                                     test_accuracy=evaluate(model, data, cell.mode, params),
-                                     first_batch_loss=first_batch_loss)
+    metrics, series = neutral.finish(
+        params,
+        data,
+        FRAMEWORK,
+        cell.mode,
+        epoch_s,
+        train_loss,
+        compilations=0,
+        test_accuracy=evaluate(model, data, cell.mode, params),
+        first_batch_loss=first_batch_loss,
+    )
     artifacts = {}
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)

@@ -47,10 +47,12 @@ def tree_value(leaves, ops, left, right) -> int:
     return values[-1]
 
 
-def make_trees(rng: np.random.Generator, count: int, max_depth: int, leaf_prob: float) -> dict[str, np.ndarray]:
+def make_trees(
+    rng: np.random.Generator, count: int, max_depth: int, leaf_prob: float
+) -> dict[str, np.ndarray]:
     """`count` trees as padded arrays: tokens (N, 2**D), ops/left/right (N, 2**D - 1), n_leaves (N,),
     labels (N,) = 1 when the value is positive, and value (N,)."""
-    width = 2 ** max_depth
+    width = 2**max_depth
     tokens = np.zeros((count, width), np.int32)
     ops, left, right = (np.zeros((count, width - 1), np.int32) for _ in range(3))
     n_leaves, values = np.zeros(count, np.int32), np.zeros(count, np.int64)
@@ -60,16 +62,28 @@ def make_trees(rng: np.random.Generator, count: int, max_depth: int, leaf_prob: 
         n_leaves[i], values[i] = n, tree_value(*tree)
         tokens[i, :n] = tree[0]
         ops[i, : n - 1], left[i, : n - 1], right[i, : n - 1] = tree[1], tree[2], tree[3]
-    return {"tokens": tokens, "ops": ops, "left": left, "right": right, "n_leaves": n_leaves,
-            "value": values, "labels": (values > 0).astype(np.int64)}
+    return {
+        "tokens": tokens,
+        "ops": ops,
+        "left": left,
+        "right": right,
+        "n_leaves": n_leaves,
+        "value": values,
+        "labels": (values > 0).astype(np.int64),
+    }
 
 
-def tree_at(data: dict[str, np.ndarray], split: str, i: int) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[int, ...]]:
+def tree_at(
+    data: dict[str, np.ndarray], split: str, i: int
+) -> tuple[np.ndarray, np.ndarray, tuple[int, ...], tuple[int, ...]]:
     """Tree i of a split: (leaf tokens (L,), ops (L-1,), left, right as tuples of node indices)."""
     n = int(data[f"n_leaves_{split}"][i])
-    return (data[f"tokens_{split}"][i, :n], data[f"ops_{split}"][i, : n - 1],
-            tuple(int(v) for v in data[f"left_{split}"][i, : n - 1]),
-            tuple(int(v) for v in data[f"right_{split}"][i, : n - 1]))
+    return (
+        data[f"tokens_{split}"][i, :n],
+        data[f"ops_{split}"][i, : n - 1],
+        tuple(int(v) for v in data[f"left_{split}"][i, : n - 1]),
+        tuple(int(v) for v in data[f"right_{split}"][i, : n - 1]),
+    )
 
 
 def structure_of(data: dict[str, np.ndarray], split: str, i: int) -> tuple:
@@ -83,7 +97,9 @@ def node_bucket(n_nodes: int) -> int:
     return 1 << int(n_nodes).bit_length()
 
 
-def linearise(data: dict[str, np.ndarray], split: str, index: np.ndarray, batch_size: int) -> dict[str, np.ndarray]:
+def linearise(
+    data: dict[str, np.ndarray], split: str, index: np.ndarray, batch_size: int
+) -> dict[str, np.ndarray]:
     """A batch as fixed-size node arrays for a scan, padded to the bucket of its largest tree and to
     `batch_size` trees (padding trees have weight 0), so one compile serves every batch of a bucket.
 
@@ -94,11 +110,15 @@ def linearise(data: dict[str, np.ndarray], split: str, index: np.ndarray, batch_
     bucket = node_bucket(int(2 * n_leaves.max() - 1))
     steps = bucket // 2
     out = {
-        "leaf_tokens": np.zeros((batch_size, bucket), np.int32), "is_leaf": np.zeros((batch_size, bucket), np.float32),
+        "leaf_tokens": np.zeros((batch_size, bucket), np.int32),
+        "is_leaf": np.zeros((batch_size, bucket), np.float32),
         "step_target": np.full((batch_size, steps), bucket - 1, np.int32),
-        "step_op": np.zeros((batch_size, steps), np.int32), "step_left": np.zeros((batch_size, steps), np.int32),
-        "step_right": np.zeros((batch_size, steps), np.int32), "root": np.zeros(batch_size, np.int32),
-        "labels": np.zeros(batch_size, np.int32), "weight": np.zeros(batch_size, np.float32),
+        "step_op": np.zeros((batch_size, steps), np.int32),
+        "step_left": np.zeros((batch_size, steps), np.int32),
+        "step_right": np.zeros((batch_size, steps), np.int32),
+        "root": np.zeros(batch_size, np.int32),
+        "labels": np.zeros(batch_size, np.int32),
+        "weight": np.zeros(batch_size, np.float32),
     }
     for row, i in enumerate(index):
         tokens, ops, left, right = tree_at(data, split, int(i))

@@ -32,7 +32,9 @@ def build_model(params, data) -> dict[str, jax.Array]:
 
 
 def combine(model, op, left: jax.Array, right: jax.Array) -> jax.Array:
-    return jnp.tanh(jnp.concatenate([left, right], -1) @ model["combine_kernel"][op] + model["combine_bias"][op])  # (H,)
+    return jnp.tanh(
+        jnp.concatenate([left, right], -1) @ model["combine_kernel"][op] + model["combine_bias"][op]
+    )  # (H,)
 
 
 def recursive_logits(model, tokens: jax.Array, ops: jax.Array, structure: tuple) -> jax.Array:
@@ -59,7 +61,12 @@ def linearised_logits(model, batch: dict[str, jax.Array]) -> jax.Array:
         target, op, left, right = node
         return states.at[target].set(combine(model, op, states[left], states[right])), None
 
-    nodes = (batch["step_target"], batch["step_op"], batch["step_left"], batch["step_right"])  # each (N // 2,)
+    nodes = (
+        batch["step_target"],
+        batch["step_op"],
+        batch["step_left"],
+        batch["step_right"],
+    )  # each (N // 2,)
     states, _ = jax.lax.scan(step, states, nodes)
     return states[batch["root"]] @ model["fc_kernel"] + model["fc_bias"]
 
@@ -110,18 +117,24 @@ def evaluate(model, data, mode: str, params) -> float:
         correct = 0
         for index in neutral.epoch_batches(np.arange(n), params.batch_size):
             batch = batch_arrays(data, "test", index, params.batch_size)
-            hits = (predict(model, {k: v for k, v in batch.items() if k not in ("labels", "weight")}) == batch["labels"])
+            hits = (
+                predict(model, {k: v for k, v in batch.items() if k not in ("labels", "weight")})
+                == batch["labels"]
+            )
             correct += int(jnp.sum(hits * batch["weight"]))
         return correct / n
-    correct = sum(int(recursive_logits(model, t, o, s).argmax() == y) for t, o, y, s in
-                  (tree_arrays(data, "test", i) for i in range(n)))
+    correct = sum(
+        int(recursive_logits(model, t, o, s).argmax() == y)
+        for t, o, y, s in (tree_arrays(data, "test", i) for i in range(n))
+    )
     return correct / n
 
 
-def build_runner(optimizer, mode: str, data, batch_size: int, return_grads: bool = False):
+def build_runner(model, optimizer, mode: str, data, batch_size: int, return_grads: bool = False):
     """step(model, opt_state, index) -> (model, opt_state, loss), plus the gradients with
     `return_grads` (the parity probe), and the list of traces (one per compilation: jit compiles
     on each new static structure or input shape and traces its body once)."""
+    # model: unused, the pure step takes the model each call
     traces: list[object] = []
 
     @jax.jit
@@ -130,6 +143,7 @@ def build_runner(optimizer, mode: str, data, batch_size: int, return_grads: bool
         return optax.apply_updates(model, updates), opt_state
 
     if mode == "linearised":
+
         @jax.jit
         def batch_grad(model, batch):
             traces.append(batch["leaf_tokens"].shape)
@@ -138,6 +152,7 @@ def build_runner(optimizer, mode: str, data, batch_size: int, return_grads: bool
         def step(model, opt_state, index):
             loss, grads = batch_grad(model, batch_arrays(data, "train", index, batch_size))
             return (*update(model, opt_state, grads), loss, *((grads,) if return_grads else ()))
+
         return step, traces
 
     @partial(jax.jit, static_argnames="structure")
@@ -147,39 +162,51 @@ def build_runner(optimizer, mode: str, data, batch_size: int, return_grads: bool
 
     def step(model, opt_state, index):
         batch = [tree_arrays(data, "train", int(i)) for i in index]
-        losses, grads = zip(*(tree_grad(model, tokens, ops, label, structure=structure)
-                              for tokens, ops, label, structure in batch))
+        losses, grads = zip(
+            *(
+                tree_grad(model, tokens, ops, label, structure=structure)
+                for tokens, ops, label, structure in batch
+            )
+        )
         mean_grads = jax.tree.map(lambda *g: sum(g) / len(g), *grads)
         loss = jnp.mean(jnp.stack(losses))
         return (*update(model, opt_state, mean_grads), loss, *((mean_grads,) if return_grads else ()))
+
     return step, traces
 
 
-def to_neutral(tree) -> dict[str, np.ndarray]:
+def to_neutral(model, values) -> dict[str, np.ndarray]:
     """Parameters or gradients (build_model's layout) -> the neutral (PyTorch) layout."""
-    tree = jax.device_get(tree)
-    return {"embedding.weight": np.asarray(tree["embedding"]),
-            "combine.weight": np.swapaxes(tree["combine_kernel"], 1, 2),
-            "combine.bias": np.asarray(tree["combine_bias"]),
-            "fc.weight": np.asarray(tree["fc_kernel"]).T.copy(), "fc.bias": np.asarray(tree["fc_bias"])}
+    # model: unused, `values` is a dict named like it (TensorFlow names its variables by the model)
+    tree = jax.device_get(values)
+    return {
+        "embedding.weight": np.asarray(tree["embedding"]),
+        "combine.weight": np.swapaxes(tree["combine_kernel"], 1, 2),
+        "combine.bias": np.asarray(tree["combine_bias"]),
+        "fc.weight": np.asarray(tree["fc_kernel"]).T.copy(),
+        "fc.bias": np.asarray(tree["fc_bias"]),
+    }
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
     every gradient and the parameters after the step, in the neutral layout."""
     optimizer = optax.sgd(params.lr)
-    step, _ = build_runner(optimizer, mode, data, params.batch_size, return_grads=True)
     model = build_model(params, data)
+    step, _ = build_runner(model, optimizer, mode, data, params.batch_size, return_grads=True)
     model, _, loss, grads = step(model, optimizer.init(model), neutral.probe_batch(data, params.batch_size))
-    return parity.save_probe(cell_dir, float(loss), to_neutral(grads), to_neutral(model))
+    return parity.save_probe(cell_dir, float(loss), to_neutral(model, grads), to_neutral(model, model))
 
 
 def run(cell, params, data, cell_dir: Path):
     model = build_model(params, data)
-    first_batch_loss = float(loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size),
-                                     cell.mode, params.batch_size))
+    first_batch_loss = float(
+        loss_fn(
+            model, data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.batch_size
+        )
+    )
     optimizer, opt_state = make_optimizer(model, params)
-    step, traces = build_runner(optimizer, cell.mode, data, params.batch_size)
+    step, traces = build_runner(model, optimizer, cell.mode, data, params.batch_size)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         start = time.perf_counter()
@@ -190,10 +217,17 @@ def run(cell, params, data, cell_dir: Path):
         jax.block_until_ready(losses[-1])
         epoch_s.append(time.perf_counter() - start)
         train_loss += [float(loss) for loss in losses]
-    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss,
-                                     compilations=len(traces),
-                                     test_accuracy=evaluate(model, data, cell.mode, params),
-                                     first_batch_loss=first_batch_loss)
+    metrics, series = neutral.finish(
+        params,
+        data,
+        FRAMEWORK,
+        cell.mode,
+        epoch_s,
+        train_loss,
+        compilations=len(traces),
+        test_accuracy=evaluate(model, data, cell.mode, params),
+        first_batch_loss=first_batch_loss,
+    )
     artifacts = {}
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)

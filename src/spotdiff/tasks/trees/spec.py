@@ -116,8 +116,17 @@ def padding_waste(data: dict[str, np.ndarray], framework: str, mode: str, batch_
     return computed / real
 
 
-def finish(params: TreesParams, data, framework: str, mode: str, epoch_s: list[float], train_loss: list[float],
-           compilations: int, test_accuracy: float, first_batch_loss: float) -> tuple[dict[str, Any], dict[str, list[float]]]:
+def finish(
+    params: TreesParams,
+    data,
+    framework: str,
+    mode: str,
+    epoch_s: list[float],
+    train_loss: list[float],
+    compilations: int,
+    test_accuracy: float,
+    first_batch_loss: float,
+) -> tuple[dict[str, Any], dict[str, list[float]]]:
     """Metrics and series in the names results.json promises (called inside the cell)."""
     steady = epoch_s[1:] or epoch_s
     metrics = {
@@ -136,7 +145,9 @@ def finish(params: TreesParams, data, framework: str, mode: str, epoch_s: list[f
     return metrics, {"train_loss": train_loss, "epoch_s": epoch_s}
 
 
-def derive_metrics(metrics: dict[str, Any], series: dict[str, list[float]], params: TreesParams) -> dict[str, Any]:
+def derive_metrics(
+    metrics: dict[str, Any], series: dict[str, list[float]], params: TreesParams
+) -> dict[str, Any]:
     derived: dict[str, Any] = {"bucket_count": bucket_count(params.max_depth)}
     if metrics.get("first_epoch_s") and metrics.get("epoch_s"):
         derived["first_over_steady"] = metrics["first_epoch_s"] / metrics["epoch_s"]
@@ -153,14 +164,27 @@ def parity(cells: list[dict[str, Any]], params: TreesParams) -> dict[str, Any]:
 
 SPEC = TaskSpec(
     name="trees",
-    summary="recursive net over random arithmetic expression trees (sign of the value): recursion vs per-structure graphs vs a linearised scan",
+    summary="recursive net over random arithmetic expression trees (sign of the value): "
+    "recursion vs per-structure graphs vs a linearised scan",
     modes=MODES,
     mode_help={
-        ("torch", "eager"): "plain Python recursion over each tree; autograd differentiates the batch's mean loss",
+        (
+            "torch",
+            "eager",
+        ): "plain Python recursion over each tree; autograd differentiates the batch's mean loss",
         ("tensorflow", "eager"): "plain Python recursion under GradientTape",
-        ("tensorflow", "function"): "tf.function of one tree's loss and gradients, retraced per tree structure",
-        ("jax", "jit-per-structure"): "jax.jit of one tree's loss and gradients, the structure a static argument",
-        ("jax", "linearised"): "node arrays run by lax.scan, vmapped over the batch, power-of-two node buckets",
+        (
+            "tensorflow",
+            "function",
+        ): "tf.function of one tree's loss and gradients, retraced per tree structure",
+        (
+            "jax",
+            "jit-per-structure",
+        ): "jax.jit of one tree's loss and gradients, the structure a static argument",
+        (
+            "jax",
+            "linearised",
+        ): "node arrays run by lax.scan, vmapped over the batch, power-of-two node buckets",
     },
     variants=("adam",),
     params=TreesParams,
@@ -180,4 +204,6 @@ SPEC = TaskSpec(
         ("train_loss", "train loss (per step)", True),
         ("epoch_s", "epoch time (s)", False),
     ),
+    training="loop",
+    report_sections=("static_dynamic",),
 )

@@ -30,7 +30,9 @@ class TreeNet(tf.Module):
         super().__init__()
         w = neutral_weights
         self.embedding = tf.Variable(w["embedding.weight"], name="embedding")  # (10, H)
-        self.combine_kernel = tf.Variable(np.swapaxes(w["combine.weight"], 1, 2), name="combine_kernel")  # (ops, 2H, H)
+        self.combine_kernel = tf.Variable(
+            np.swapaxes(w["combine.weight"], 1, 2), name="combine_kernel"
+        )  # (ops, 2H, H)
         self.combine_bias = tf.Variable(w["combine.bias"], name="combine_bias")  # (ops, H)
         self.fc_kernel = tf.Variable(w["fc.weight"].T.copy(), name="fc_kernel")  # (H, 2)
         self.fc_bias = tf.Variable(w["fc.bias"], name="fc_bias")
@@ -61,9 +63,12 @@ def cross_entropy(logits, labels):
     return tf.reduce_mean(tf.nn.sparse_softmax_cross_entropy_with_logits(labels=labels, logits=logits))
 
 
-def loss_fn(model, data, split: str, index: np.ndarray):
+def loss_fn(model, data, split: str, index: np.ndarray, mode: str, batch_size: int):
     """Mean cross-entropy over the trees of a batch, one recursion per tree."""
-    logits = tf.concat([model(t, o, s) for t, o, s in (tree_tensors(data, split, int(i)) for i in index)], 0)  # (B, 2)
+    # mode, batch_size: unused, one recursion per tree in every mode (JAX's linearised pads batches)
+    logits = tf.concat(
+        [model(t, o, s) for t, o, s in (tree_tensors(data, split, int(i)) for i in index)], 0
+    )  # (B, 2)
     return cross_entropy(logits, tf.constant(data[f"labels_{split}"][index]))
 
 
@@ -79,25 +84,31 @@ def tree_tensors(data, split: str, i: int):
     return tf.constant(tokens), tf.constant(ops), (len(tokens), left, right)
 
 
-def evaluate(model, data, params) -> float:
-    """Test accuracy by eager recursion (a tf.function would trace once more per test shape)."""
+def evaluate(model, data, mode: str, params) -> float:
+    """Test accuracy by eager recursion in every mode (a tf.function would trace once more per test
+    shape)."""
     n = len(data["labels_test"])
-    predictions = [int(tf.argmax(model(t, o, s)[0])) for t, o, s in (tree_tensors(data, "test", i) for i in range(n))]
+    predictions = [
+        int(tf.argmax(model(t, o, s)[0])) for t, o, s in (tree_tensors(data, "test", i) for i in range(n))
+    ]
     return float(np.mean(np.array(predictions) == data["labels_test"]))
 
 
-def build_runner(model, optimizer, mode: str, data, return_grads: bool = False):
+def build_runner(model, optimizer, mode: str, data, batch_size: int, return_grads: bool = False):
     """step(index) -> loss, or (loss, dense gradients) with `return_grads` (the parity probe),
     and the traced function (None in eager mode)."""
+    # batch_size: unused, a batch is as many trees as its index, one recursion each
     variables = model.trainable_variables
 
     if mode == "eager":
+
         def step(index):
             with tf.GradientTape() as tape:
-                loss = loss_fn(model, data, "train", index)
+                loss = loss_fn(model, data, "train", index, mode, batch_size)
             grads = tape.gradient(loss, variables)
             optimizer.apply_gradients(zip(grads, variables))
             return (loss, [tf.convert_to_tensor(g) for g in grads]) if return_grads else loss
+
         return step, None
 
     @tf.function
@@ -121,17 +132,25 @@ def build_runner(model, optimizer, mode: str, data, return_grads: bool = False):
         apply_update(mean_grads)
         loss = tf.reduce_mean(tf.stack(losses))
         return (loss, mean_grads) if return_grads else loss
+
     return step, tree_grads
 
 
 def to_neutral(model: TreeNet, values) -> dict[str, np.ndarray]:
     """The model's variables (or matching gradients) in the neutral (PyTorch) layout."""
-    names = {id(model.embedding): "embedding.weight", id(model.combine_kernel): "combine.weight",
-             id(model.combine_bias): "combine.bias", id(model.fc_kernel): "fc.weight",
-             id(model.fc_bias): "fc.bias"}
+    names = {
+        id(model.embedding): "embedding.weight",
+        id(model.combine_kernel): "combine.weight",
+        id(model.combine_bias): "combine.bias",
+        id(model.fc_kernel): "fc.weight",
+        id(model.fc_bias): "fc.bias",
+    }
     native = {names[id(v)]: np.asarray(value) for v, value in zip(model.trainable_variables, values)}
-    return {**native, "combine.weight": np.swapaxes(native["combine.weight"], 1, 2),
-            "fc.weight": native["fc.weight"].T.copy()}
+    return {
+        **native,
+        "combine.weight": np.swapaxes(native["combine.weight"], 1, 2),
+        "fc.weight": native["fc.weight"].T.copy(),
+    }
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
@@ -140,17 +159,22 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     model = build_model(params, data)
     optimizer = keras.optimizers.SGD(learning_rate=params.lr)
     optimizer.build(model.trainable_variables)
-    step, _ = build_runner(model, optimizer, mode, data, return_grads=True)
+    step, _ = build_runner(model, optimizer, mode, data, params.batch_size, return_grads=True)
     loss, grads = step(neutral.probe_batch(data, params.batch_size))
-    return parity.save_probe(cell_dir, float(loss), to_neutral(model, grads),
-                             to_neutral(model, model.trainable_variables))
+    return parity.save_probe(
+        cell_dir, float(loss), to_neutral(model, grads), to_neutral(model, model.trainable_variables)
+    )
 
 
 def run(cell, params, data, cell_dir: Path):
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data)
-    first_batch_loss = float(loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size)))
-    step, traced = build_runner(model, make_optimizer(model, params), cell.mode, data)
+    first_batch_loss = float(
+        loss_fn(
+            model, data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.batch_size
+        )
+    )
+    step, traced = build_runner(model, make_optimizer(model, params), cell.mode, data, params.batch_size)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         start = time.perf_counter()
@@ -159,9 +183,17 @@ def run(cell, params, data, cell_dir: Path):
         epoch_s.append(time.perf_counter() - start)
         train_loss += [float(loss) for loss in losses]
     compilations = int(traced.experimental_get_tracing_count()) if traced is not None else 0
-    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=compilations,
-                                     test_accuracy=evaluate(model, data, params),
-                                     first_batch_loss=first_batch_loss)
+    metrics, series = neutral.finish(
+        params,
+        data,
+        FRAMEWORK,
+        cell.mode,
+        epoch_s,
+        train_loss,
+        compilations=compilations,
+        test_accuracy=evaluate(model, data, cell.mode, params),
+        first_batch_loss=first_batch_loss,
+    )
     artifacts = {}
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)

@@ -40,7 +40,9 @@ class TreeNet(nn.Module):
         self.combine = OpCombine(len(trees.OPS), hidden)
         self.fc = nn.Linear(hidden, 2)
 
-    def forward(self, tokens: torch.Tensor, ops: list[int], left: tuple[int, ...], right: tuple[int, ...]) -> torch.Tensor:
+    def forward(
+        self, tokens: torch.Tensor, ops: list[int], left: tuple[int, ...], right: tuple[int, ...]
+    ) -> torch.Tensor:
         leaves = self.embedding(tokens)  # (L, H)
         n_leaves = len(tokens)
 
@@ -59,10 +61,17 @@ def build_model(params, data) -> nn.Module:
     return model.to(env.device())
 
 
-def loss_fn(model: nn.Module, data, split: str, index: np.ndarray) -> torch.Tensor:
+def loss_fn(
+    model: nn.Module, data, split: str, index: np.ndarray, mode: str, batch_size: int
+) -> torch.Tensor:
     """Mean cross-entropy over the trees of a batch, one recursion per tree."""
-    logits = torch.stack([model(torch.from_numpy(tokens).long().to(env.device()), ops.tolist(), left, right)
-                          for tokens, ops, left, right in (trees.tree_at(data, split, int(i)) for i in index)])  # (B, 2)
+    # mode, batch_size: unused, one recursion per tree in every mode (JAX's linearised pads batches)
+    logits = torch.stack(
+        [
+            model(torch.from_numpy(tokens).long().to(env.device()), ops.tolist(), left, right)
+            for tokens, ops, left, right in (trees.tree_at(data, split, int(i)) for i in index)
+        ]
+    )  # (B, 2)
     return F.cross_entropy(logits, torch.from_numpy(data[f"labels_{split}"][index]).to(env.device()))
 
 
@@ -70,7 +79,8 @@ def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
     return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)
 
 
-def evaluate(model, data, params) -> float:
+def evaluate(model, data, mode: str, params) -> float:
+    # mode: unused, the one eager recursion serves every mode
     model.eval()
     correct = 0
     with torch.no_grad():
@@ -81,14 +91,17 @@ def evaluate(model, data, params) -> float:
     return correct / len(data["labels_test"])
 
 
-def build_runner(model, optimizer, data):
+def build_runner(model, optimizer, mode: str, data, batch_size: int, return_grads: bool = False):
     """One training step on a batch of tree indices; returns the loss tensor (not fetched)."""
+
+    # mode, batch_size, return_grads: unused, one eager recursion per tree; each .grad keeps its gradient
     def step(index: np.ndarray) -> torch.Tensor:
         optimizer.zero_grad()
-        loss = loss_fn(model, data, "train", index)
+        loss = loss_fn(model, data, "train", index, mode, batch_size)
         loss.backward()
         optimizer.step()
         return loss.detach()
+
     return step
 
 
@@ -96,19 +109,26 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared weights, the first batch, one SGD step through this mode's train step: the loss,
     every gradient and the parameters after the step, in the neutral layout."""
     model = build_model(params, data)
-    step = build_runner(model, torch.optim.SGD(model.parameters(), lr=params.lr), data)
+    optimizer = torch.optim.SGD(model.parameters(), lr=params.lr)
+    step = build_runner(model, optimizer, mode, data, params.batch_size)
     loss = step(neutral.probe_batch(data, params.batch_size))
     named = dict(model.named_parameters())
-    return parity.save_probe(cell_dir, loss.item(), weights.to_neutral({n: p.grad for n, p in named.items()}),
-                             weights.to_neutral(named))
+    return parity.save_probe(
+        cell_dir,
+        loss.item(),
+        weights.to_neutral({n: p.grad for n, p in named.items()}),
+        weights.to_neutral(named),
+    )
 
 
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
     model = build_model(params, data)
     with torch.no_grad():
-        first_batch_loss = loss_fn(model, data, "train", neutral.probe_batch(data, params.batch_size)).item()
-    step = build_runner(model, make_optimizer(model, params), data)
+        first_batch_loss = loss_fn(
+            model, data, "train", neutral.probe_batch(data, params.batch_size), cell.mode, params.batch_size
+        ).item()
+    step = build_runner(model, make_optimizer(model, params), cell.mode, data, params.batch_size)
     epoch_s, train_loss = [], []
     for order in data["epoch_order"]:
         model.train()
@@ -117,9 +137,17 @@ def run(cell, params, data, cell_dir: Path):
         env.sync()
         epoch_s.append(time.perf_counter() - start)
         train_loss += torch.stack(losses).tolist()
-    metrics, series = neutral.finish(params, data, FRAMEWORK, cell.mode, epoch_s, train_loss, compilations=0,
-                                     test_accuracy=evaluate(model, data, params),
-                                     first_batch_loss=first_batch_loss)
+    metrics, series = neutral.finish(
+        params,
+        data,
+        FRAMEWORK,
+        cell.mode,
+        epoch_s,
+        train_loss,
+        compilations=0,
+        test_accuracy=evaluate(model, data, cell.mode, params),
+        first_batch_loss=first_batch_loss,
+    )
     artifacts = {}
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
