@@ -204,15 +204,6 @@ def public_signatures(path: Path) -> dict[str, tuple[str, ...]]:
     return signatures
 
 
-# Functions whose signatures still differ between frameworks, with why; shrink, never grow.
-KNOWN_DIFFERENCES = {
-    # To unify (issue 15): the train_epoch loop, build_model's seed (nnx.Rngs), snapshot/neutral's
-    # architecture and values arguments.
-    "digits": {"train_epoch", "build_model", "snapshot", "neutral"},
-    "gpt": {"loss_fn", "build_model", "eval_loss"},
-}
-
-
 @pytest.mark.parametrize("task", task_names())
 def test_impls_of_a_task_share_order_and_signatures(task):
     """A function two `<prefix>_impl.py` files of a task both define comes in the same place and
@@ -222,9 +213,7 @@ def test_impls_of_a_task_share_order_and_signatures(task):
     for name in spec.modes:
         found = importlib.util.find_spec(impl_module(task, frameworks.FRAMEWORKS[name].impl_prefix))
         if found is not None:
-            signatures = public_signatures(Path(found.origin))
-            exempt = KNOWN_DIFFERENCES.get(task, set())
-            skeletons[name] = {f: p for f, p in signatures.items() if f not in exempt}
+            skeletons[name] = public_signatures(Path(found.origin))
     problems = []
     names = list(skeletons)
     for i, a in enumerate(names):

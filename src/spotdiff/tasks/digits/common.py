@@ -8,12 +8,13 @@ from typing import Any
 
 import numpy as np
 
+from spotdiff.tasks import shared
 from spotdiff.tasks.digits import models
 
 
 def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> tuple[np.ndarray, np.ndarray]:
     """The parity probe's batch: the first batch of epoch 1, the same for every framework."""
-    index = data["epoch_order"][0][:batch_size]
+    index = shared.probe_batch(data, batch_size)
     return data["x_train"][index], data["y_train"][index]  # (B, 28, 28), (B,)
 
 

@@ -71,7 +71,7 @@ def train(ctx, params, data) -> dict:
         jax.block_until_ready(epoch_losses)
         epoch_s.append(time.perf_counter() - start)
         losses += [float(to_host(v)) for v in epoch_losses]  # the global batch's loss; after the clock
-    final = neutral(to_host(nnx.state(model, nnx.Param)), params.model)
+    final = neutral(model, params.model, to_host(nnx.state(model, nnx.Param)))
     result = {
         "engine": ENGINE,
         "backend": f"{jax.config.jax_cpu_collectives_implementation} (CPU collectives)",

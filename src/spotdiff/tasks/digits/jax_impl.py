@@ -115,17 +115,17 @@ def evaluate(
     return loss_sum / len(labels), float((predictions == labels).mean()), predictions
 
 
-def train_epoch(
-    model, optimizer, data, order: np.ndarray, batch_size: int, mode: str = "jit"
-) -> tuple[list[jax.Array], float, float]:
+def epoch_loader(data, order: np.ndarray, batch_size: int):
+    """The epoch's numpy batches in the task's order, (images (B, 28, 28, 1), labels), drawn lazily."""
+    images, labels = data["x_train"], data["y_train"]
+    return ((images[index][..., None], labels[index]) for index in epoch_batches(order, batch_size))
+
+
+def train_epoch(model, step, loader) -> tuple[list[jax.Array], float, float]:
     """One epoch: the step's losses (on the device), input_s (numpy indexing + copy to the
     device, waited for) and step_s (train_step until its loss is ready)."""
-    images, labels = data["x_train"], data["y_train"]
-    batches = (
-        jax.block_until_ready((jnp.asarray(images[index][..., None]), jnp.asarray(labels[index])))
-        for index in epoch_batches(order, batch_size)
-    )
-    step = make_step(model, optimizer, mode)
+    # model: unused; the step holds it (make_step), and NNX modules stay in train mode
+    batches = (jax.block_until_ready((jnp.asarray(x), jnp.asarray(y))) for x, y in loader)
     return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
@@ -137,17 +137,29 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     images, labels = jnp.asarray(x[..., None]), jnp.asarray(y)
     logits = model(images)
     grads = nnx.grad(loss_fn)(model, images, labels)
-    neutral_grads = neutral(grads, params.model)
+    neutral_grads = neutral(model, params.model, grads)
     optimizer = nnx.Optimizer(
         model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
     )
-    losses, _, _ = train_epoch(model, optimizer, data, data["epoch_order"][0], params.batch_size, mode)
+    loader = epoch_loader(data, data["epoch_order"][0], params.batch_size)
+    losses, _, _ = train_epoch(model, make_step(model, optimizer, mode), loader)
     curve = [float(v) for v in jax.device_get(losses)]
     return common.save_probe(cell_dir, np.asarray(logits), neutral_grads, curve)
 
 
-def neutral(tree, architecture: str) -> dict[str, np.ndarray]:
-    """A model's parameters (or a gradient tree of the same shape) in the neutral layout."""
+def make_step(model, optimizer, mode: str):
+    """The train step as mode `mode` calls it. `jit`: the nnx.jit function called directly, as
+    Flax's MNIST tutorial writes it (each call flattens the model and optimizer graphs);
+    `jit-cached`: through nnx.cached_partial, Flax's fast path (the graph traversal cached once;
+    the graph must not change while it is used: one per epoch, model and optimizer in train mode)."""
+    if mode == "jit-cached":
+        return nnx.cached_partial(train_step, model, optimizer)
+    return lambda images, labels: train_step(model, optimizer, images, labels)
+
+
+def neutral(model: nnx.Module, architecture: str, values=None) -> dict[str, np.ndarray]:
+    """The model's parameters (or `values`, a tree of the same shape: gradients) in the neutral layout."""
+    tree = nnx.state(model, nnx.Param) if values is None else values
     return weights.to_neutral(weights.named_params(tree, LAYERS), "fc1", FLATTEN_CHW[architecture])
 
 
@@ -166,17 +178,7 @@ def snapshot(model: nnx.Module, architecture: str, probe: tuple[jax.Array, jax.A
     model.eval()
     grads = probe_grads(model, *probe)
     model.train()
-    return neutral(nnx.state(model, nnx.Param), architecture), neutral(grads, architecture)
-
-
-def make_step(model, optimizer, mode: str):
-    """The train step as mode `mode` calls it. `jit`: the nnx.jit function called directly, as
-    Flax's MNIST tutorial writes it (each call flattens the model and optimizer graphs);
-    `jit-cached`: through nnx.cached_partial, Flax's fast path (the graph traversal cached once;
-    the graph must not change while it is used: one per epoch, model and optimizer in train mode)."""
-    if mode == "jit-cached":
-        return nnx.cached_partial(train_step, model, optimizer)
-    return lambda images, labels: train_step(model, optimizer, images, labels)
+    return neutral(model, architecture), neutral(model, architecture, grads)
 
 
 def penultimate(model: nnx.Module, images: np.ndarray) -> np.ndarray:
@@ -207,7 +209,7 @@ def write_board_end(board: DigitsBoard, model: nnx.Module, initial: dict, probe,
         ("model", "images"),
     )
     model.train()
-    conv1 = neutral(nnx.state(model, nnx.Param), architecture)["conv1.weight"]
+    conv1 = neutral(model, architecture)["conv1.weight"]
     board.finish(series, conv1, penultimate(model, embedded_test_images(board.data)), predictions)
 
 
@@ -222,17 +224,16 @@ def run(cell, params, data, cell_dir: Path):
     x, y = common.probe_batch(data, params.batch_size)
     probe = (jnp.asarray(x[..., None]), jnp.asarray(y))
     # A copy only: the gradient at init is taken after training, so that the first epoch stays cold.
-    initial = neutral(nnx.state(model, nnx.Param), params.model)
+    initial = neutral(model, params.model)
     optimizer = nnx.Optimizer(
         model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
     )
     epoch_s, input_s, step_s, train_loss, test_loss, test_accuracy = [], [], [], [], [], []
     for epoch in range(1, params.epochs + 1):
         start = time.perf_counter()
-        order = data["epoch_order"][epoch - 1]
-        losses, epoch_input_s, epoch_step_s = train_epoch(
-            model, optimizer, data, order, params.batch_size, cell.mode
-        )
+        step = make_step(model, optimizer, cell.mode)  # one per epoch: evaluate switches modes
+        loader = epoch_loader(data, data["epoch_order"][epoch - 1], params.batch_size)
+        losses, epoch_input_s, epoch_step_s = train_epoch(model, step, loader)
         jax.block_until_ready(losses)
         epoch_s.append(time.perf_counter() - start)
         input_s.append(epoch_input_s)
@@ -243,7 +244,7 @@ def run(cell, params, data, cell_dir: Path):
         test_accuracy.append(accuracy)
         board.snapshot(epoch, *snapshot(model, params.model, probe))
     param_count = sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param)))
-    np.savez(cell_dir / "weights.npz", **neutral(nnx.state(model, nnx.Param), params.model))
+    np.savez(cell_dir / "weights.npz", **neutral(model, params.model))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`
     metrics, series = common.finish(
         params,
@@ -317,10 +318,10 @@ def record_steps(
         for name, value in outputs.items():
             tensors[f"{index}/forward/{name}"] = neutral_activation(name, np.asarray(value))
         tensors[f"{index}/loss"] = np.asarray(loss)
-        for key, value in neutral(grads, params.model).items():
+        for key, value in neutral(model, params.model, grads).items():
             tensors[f"{index}/grad/{key}"] = value
         optimizer.update(model, grads)
-        for key, value in neutral(nnx.state(model, nnx.Param), params.model).items():
+        for key, value in neutral(model, params.model).items():
             tensors[f"{index}/param/{key}"] = value
     names = [f"{layer}.{kind}" for layer in LAYERS for kind in ("weight", "bias")]
     return {"tensors": tensors, "layers": layers, "params": names, "optimizer": "sgd", "aligned": []}

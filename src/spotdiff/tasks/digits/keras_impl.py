@@ -25,7 +25,8 @@ from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
 BACKEND = keras.backend.backend()
 
 
-def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
+def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> keras.Model:
+    # seed: unused; Keras seeds its layers from the global generators, which run seeds
     layers = keras.layers
     if params.model == "pytorch-examples":
         model = keras.Sequential([

@@ -18,6 +18,7 @@ from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
 from spotdiff.tasks.digits import data as datasets
 from spotdiff.tasks.digits import models
+from spotdiff.tasks.shared import epoch_batches, neutral_weights  # noqa: F401  (spec API)
 
 PROBE_TOL = 1e-4  # first-batch logits (absolute) and gradients (relative to each one's size), float32
 # First-epoch loss curves with dropout off: float32 sums in different orders (im2col vs direct
@@ -133,15 +134,6 @@ def test_images(params: DigitsParams, seed: int) -> tuple[np.ndarray, np.ndarray
     """The test split as every cell saw it (for the report's misclassified grid)."""
     arrays = build_data(params, seed)
     return arrays["x_test"], arrays["y_test"]
-
-
-def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
-
-
-def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Index arrays of one epoch's batches (the last one may be smaller)."""
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
 
 
 def derive_metrics(

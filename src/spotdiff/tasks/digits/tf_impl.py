@@ -19,7 +19,8 @@ from spotdiff.tasks.digits.models import FLATTEN_CHW
 from spotdiff.tasks.digits.spec import neutral_weights
 
 
-def build_model(params, data, init: str, dropout: bool = True) -> keras.Model:
+def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> keras.Model:
+    # seed: unused; Keras draws from the global seed, which run sets (keras.utils.set_random_seed)
     layers = keras.layers
     if params.model == "pytorch-examples":
         model = keras.Sequential([

@@ -52,7 +52,7 @@ def train(ctx, params, data) -> dict:
     model = build_model(params, data, params.init, dropout=ctx.dropout)
     ddp = DistributedDataParallel(model, device_ids=[env.device().index] if gpu else None)
     optimizer = torch.optim.SGD(ddp.parameters(), **native_kwargs("torch", "sgd", params.optimizer_hparams()))
-    step = make_step(ddp, optimizer)
+    step = make_step(ddp, optimizer, "eager")  # DATA_PARALLEL_MODES: torch trains eager under DDP
     local_batch = params.batch_size // ctx.world
     shards = [ctx.epoch_shard(order, params.batch_size) for order in data["epoch_order"]]
     loader = DataLoader(
@@ -61,7 +61,7 @@ def train(ctx, params, data) -> dict:
     epoch_s, losses = [], []
     for _ in range(params.epochs):
         start = time.perf_counter()
-        epoch_losses, _ = train_epoch(ddp, step, loader)
+        epoch_losses, _input_s, _step_s = train_epoch(ddp, step, loader)
         env.sync()
         epoch_s.append(time.perf_counter() - start)
         losses += torch.stack(epoch_losses).tolist()  # this rank's shard; fetched after the clock

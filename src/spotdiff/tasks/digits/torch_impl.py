@@ -92,20 +92,12 @@ class EpochOrder(Sampler):
         return iter(self.order[epoch % len(self.order)].tolist())
 
 
-def build_model(params, data, init: str, dropout: bool = True) -> nn.Module:
+def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> nn.Module:
+    # seed: unused; PyTorch draws from its global generator, which run seeds (torch.manual_seed)
     model = (ExamplesNet if params.model == "pytorch-examples" else LayersNet)(dropout)
     if init == "shared":
         weights.load_neutral(model, neutral_weights(data))
     return model.to(env.device())
-
-
-def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], float, float]:
-    """One epoch: the step's losses (on the device), input_s (DataLoader + copy to the device)
-    and step_s (the step, device synchronised)."""
-    model.train()
-    device = env.device()
-    batches = ((images.to(device), labels.to(device)) for images, labels in loader)
-    return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
 def debug_graph(params, data) -> tuple[nn.Module, tuple]:
@@ -131,6 +123,15 @@ def evaluate(
             predictions.append(logits.argmax(1).cpu().numpy())
     predictions = np.concatenate(predictions)
     return loss_sum / len(labels), float((predictions == labels).mean()), predictions
+
+
+def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], float, float]:
+    """One epoch: the step's losses (on the device), input_s (DataLoader + copy to the device)
+    and step_s (the step, device synchronised)."""
+    model.train()
+    device = env.device()
+    batches = ((images.to(device), labels.to(device)) for images, labels in loader)
+    return measure.timed_epoch(batches, lambda batch: step(*batch), env.sync)
 
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
@@ -175,8 +176,11 @@ def make_step(model, optimizer, mode: str):
     return torch.compile(step) if mode == "compile" else step
 
 
-def snapshot(model: nn.Module, probe: tuple[torch.Tensor, torch.Tensor]) -> tuple[dict, dict]:
+def snapshot(
+    model: nn.Module, architecture: str, probe: tuple[torch.Tensor, torch.Tensor]
+) -> tuple[dict, dict]:
     """Neutral parameters and the probe batch's gradients, dropout off; leaves .grad and the RNG alone."""
+    # architecture: unused; PyTorch's layout (NCHW, flatten C,H,W) is the neutral one
     model.eval()
     names, tensors = zip(*model.named_parameters())
     grads = torch.autograd.grad(F.cross_entropy(model(probe[0]), probe[1]), tensors)
@@ -202,7 +206,7 @@ def write_board_end(board: DigitsBoard, model: nn.Module, initial: dict, probe, 
         return
     start = build_model(board.params, board.data, "native")
     weights.load_neutral(start, initial)
-    board.snapshot(0, initial, snapshot(start, probe)[1])
+    board.snapshot(0, initial, snapshot(start, board.params.model, probe)[1])
     model.eval()
     write_graph(board.board, model, (probe[0][:1],))
     model.train()
@@ -243,7 +247,7 @@ def run(cell, params, data, cell_dir: Path):
         loss, accuracy, predictions = evaluate(model, data["x_test"], data["y_test"])
         test_loss.append(loss)
         test_accuracy.append(accuracy)
-        board.snapshot(epoch, *snapshot(model, probe))
+        board.snapshot(epoch, *snapshot(model, params.model, probe))
     param_count = sum(p.numel() for p in model.parameters())
     np.savez(cell_dir / "weights.npz", **weights.to_neutral(dict(model.named_parameters())))
     artifacts["weights"] = "weights.npz"  # neutral layout, for `spotdiff export`

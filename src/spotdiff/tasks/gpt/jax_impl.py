@@ -105,7 +105,7 @@ def build_model(params, data, precision: str) -> GPT:
     return model
 
 
-def loss_fn(model: GPT, x: jax.Array, y: jax.Array) -> jax.Array:
+def loss_of_model(model: GPT, x: jax.Array, y: jax.Array) -> jax.Array:
     return optax.softmax_cross_entropy_with_integer_labels(model(x), y).mean()
 
 
@@ -119,7 +119,7 @@ def make_optimizer(model: GPT, params) -> nnx.Optimizer:
 
 @nnx.jit
 def train_step(model: GPT, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array) -> jax.Array:
-    loss, grads = nnx.value_and_grad(loss_fn)(model, x, y)
+    loss, grads = nnx.value_and_grad(loss_of_model)(model, x, y)
     optimizer.update(model, grads)
     return loss
 
@@ -131,7 +131,7 @@ def make_train_step(model: GPT, optimizer, params, mode: str, precision: str):
 
 @nnx.jit
 def eval_loss(model: GPT, x: jax.Array, y: jax.Array) -> jax.Array:
-    return loss_fn(model, x, y)
+    return loss_of_model(model, x, y)
 
 
 def evaluate(model: GPT, data, params, precision: str) -> float:

@@ -26,6 +26,7 @@ from spotdiff.errors import UserError
 from spotdiff.parity import Check, compare
 from spotdiff.tasks.base import TaskSpec
 from spotdiff.tasks.gpt import corpus
+from spotdiff.tasks.shared import neutral_weights  # noqa: F401  (spec API)
 
 VOCAB_SIZE = 256  # bytes
 CORPUS_SHA256 = "faad0c7a51b1908aac3e9795767218647cdf86bd00d81f45a9f111f074464863"
@@ -200,10 +201,6 @@ def shared_weights(params: GptParams, seed: int) -> dict[str, np.ndarray]:
             value = rng.normal(0.0, std, shape)
         out[name] = value.astype(np.float32)
     return out
-
-
-def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
 
 
 def param_count(params: GptParams) -> int:

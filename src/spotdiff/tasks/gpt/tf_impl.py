@@ -140,15 +140,15 @@ def make_train_step(model: GPT, optimizer, params, mode: str, precision: str):
     return lambda x, y: train_step(tf.constant(x), tf.constant(y))
 
 
+@tf.function
+def eval_loss(model, x, y):
+    return loss_fn(model(x, training=False), y)
+
+
 def evaluate(model: GPT, data, params, precision: str) -> float:
     """Mean loss over the fixed validation batches."""
     return float(np.mean([float(eval_loss(model, tf.constant(x), tf.constant(y)))
                           for x, y in loop.val_batches(data, params.block_size)]))
-
-
-@tf.function
-def eval_loss(model, x, y):
-    return loss_fn(model(x, training=False), y)
 
 
 @tf.function

@@ -85,7 +85,8 @@ class GPT(nn.Module):
         return self.lm_head(self.transformer.ln_f(x))
 
 
-def build_model(params, data) -> GPT:
+def build_model(params, data, precision: str) -> GPT:
+    # precision: unused; PyTorch keeps float32 weights and applies bf16 per call (autocast)
     model = GPT(params)
     weights.load_neutral(model, neutral.neutral_weights(data))
     return model.to(env.device())
@@ -164,7 +165,7 @@ def matmul_peak_gflops(precision: str, size: int, repeats: int = 5) -> float:
 
 def parity_probe(params, data, cell_dir: Path, precision: str) -> str:
     """Shared weights, the first training batch: logits and every gradient (before clipping)."""
-    model = build_model(params, data)
+    model = build_model(params, data, precision)
     x, y = (torch.from_numpy(a).to(env.device()) for a in
             neutral.batch(data["train_tokens"], data["train_offsets"][0], params.block_size))
     with autocast(precision):
@@ -177,7 +178,7 @@ def parity_probe(params, data, cell_dir: Path, precision: str) -> str:
 
 def run(cell, params, data, cell_dir: Path):
     torch.manual_seed(cell.seed)
-    model = build_model(params, data)
+    model = build_model(params, data, cell.precision)
     step = make_train_step(model, make_optimizer(model, params), params, cell.mode, cell.precision)
     runner = loop.GptRunner(step, env.sync, lambda losses: torch.stack(losses).float().tolist(),
                             lambda: evaluate(model, data, params, cell.precision), data, params.block_size)

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from spotdiff.backends import layouts
 from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
+from spotdiff.tasks.shared import epoch_batches, neutral_weights, probe_batch  # noqa: F401  (spec API)
 
 PAD = 0  # token 0 is padding; tokens 1 and 2 are the label's markers, the rest noise
 POSITIVE, NEGATIVE = 1, 2
@@ -135,10 +136,6 @@ def shared_weights(params: SequencesParams, seed: int) -> dict[str, np.ndarray]:
     }
 
 
-def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
-
-
 def in_out_layout(torch_named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """PyTorch-named arrays (weights or gradients) -> the parity probe's layout, Keras' and JAX's:
     `embedding`, `lstm_kernel` (E, 4H), `lstm_recurrent` (H, 4H), `lstm_bias` (4H,) (the two
@@ -155,16 +152,6 @@ def in_out_layout(torch_named: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         "fc_kernel": w["fc.weight"].T.copy(),
         "fc_bias": w["fc.bias"],
     }
-
-
-def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Index arrays of one epoch's batches (the last one may be smaller)."""
-    return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
-    """The first batch of epoch 1: every cell reports its initial loss on it."""
-    return data["epoch_order"][0][:batch_size]
 
 
 def finish(

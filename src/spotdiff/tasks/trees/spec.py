@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
+from spotdiff.tasks.shared import epoch_batches, neutral_weights, probe_batch  # noqa: F401  (spec API)
 from spotdiff.tasks.trees import data as trees
 
 LOSS_TOL = 1e-4  # initial loss on the same batch, across modes and frameworks (float32), absolute
@@ -79,20 +80,6 @@ def shared_weights(params: TreesParams, seed: int) -> dict[str, np.ndarray]:
         "combine.weight": uniform(2 * h, n_ops, h, 2 * h), "combine.bias": uniform(2 * h, n_ops, h),
         "fc.weight": uniform(h, 2, h), "fc.bias": uniform(h, 2),
     }
-
-
-def neutral_weights(data: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    return {k[2:]: v for k, v in data.items() if k.startswith("w:")}
-
-
-def epoch_batches(order: np.ndarray, batch_size: int) -> list[np.ndarray]:
-    """Index arrays of one epoch's batches (the last one may be smaller)."""
-    return [order[i: i + batch_size] for i in range(0, len(order), batch_size)]
-
-
-def probe_batch(data: dict[str, np.ndarray], batch_size: int) -> np.ndarray:
-    """The first batch of epoch 1: every cell reports its initial loss on it."""
-    return data["epoch_order"][0][:batch_size]
 
 
 def distinct_structures(data: dict[str, np.ndarray], split: str = "train") -> int:
