@@ -229,11 +229,16 @@ def board_server(tb_run):
     try:
         yield process, port
     finally:
+        # SIGTERM as a user's `kill` would: the CLI stops TensorBoard (its own session) on the way out.
+        # SIGKILL only if that hangs: it would orphan TensorBoard, which is why it is not the first try.
+        process.terminate()
         try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-        process.wait()
+            process.wait()
+        with socket.socket() as probe:  # the server is gone with the CLI: nothing answers on its port
+            assert probe.connect_ex(("127.0.0.1", port)) != 0, f"TensorBoard still serves on :{port}"
 
 
 def test_tensorboard_server_lists_every_run_and_scalar_tag(board_server):
