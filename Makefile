@@ -28,9 +28,9 @@ chromium:
 	fi
 
 bench: $(STAMP)
-	$(BIN)/python bench/exponent_bench.py --write BENCHMARKS.md
-	$(BIN)/python bench/digits_bench.py --write BENCHMARKS.md
-	$(BIN)/python bench/keras_bench.py --write BENCHMARKS.md
+	$(BIN)/python bench/exponent_bench.py --steps 1000 --rounds 2 --repeats 3 --write BENCHMARKS.md
+	$(BIN)/python bench/digits_bench.py --epochs 5 --repeats 2 --write BENCHMARKS.md
+	$(BIN)/python bench/keras_bench.py --steps 500 --epochs 3 --repeats 2 --write BENCHMARKS.md
 
 # Serving: spotdiff loadtest (REST, gRPC, Flask baseline, LiteRT) of every exported digit model; run it alone.
 bench-serving: $(STAMP)

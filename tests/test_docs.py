@@ -106,6 +106,6 @@ def test_figures_quoted_from_benchmarks_are_in_benchmarks():
             if "BENCHMARKS.md" in paragraph:
                 for figure in re.findall(r"(?<![\w.])\d[\d,]*\.\d+(?![\w.])", paragraph):
                     quoted.setdefault(figure, page.name)
-    assert "2014.0" in quoted  # README's JAX eager figure is among them
+    assert "README.md" in quoted.values()  # README's JAX eager / jit / fused figures are among them
     wrong = {figure: page for figure, page in quoted.items() if figure not in benchmarks}
     assert not wrong, f"figures not found in BENCHMARKS.md: {wrong}"
