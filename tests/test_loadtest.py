@@ -287,7 +287,9 @@ def test_the_flask_baseline_gets_the_same_process_tuning_as_spotdiff_serve(monke
     import uvicorn
     import waitress
 
-    from spotdiff.serve import flask_baseline, models, server
+    # app binds models.load_models when first imported: import it before the patch below, or every
+    # later test in this process would build apps from the patched (empty) loader.
+    from spotdiff.serve import app, flask_baseline, models, server  # noqa: F401
 
     frozen_at_serve = {}
     def record(key):
