@@ -293,7 +293,7 @@ def test_the_flask_baseline_gets_the_same_process_tuning_as_spotdiff_serve(monke
 
     frozen_at_serve = {}
     def record(key):
-        return lambda app, **kw: frozen_at_serve.update({key: gc.get_freeze_count()})
+        return lambda served_app, **kw: frozen_at_serve.update({key: gc.get_freeze_count()})
 
     monkeypatch.setattr(waitress, "serve", record("flask"))
     monkeypatch.setattr(uvicorn, "run", record("ours"))
