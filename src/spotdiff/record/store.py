@@ -213,13 +213,14 @@ def cell_metrics(run_id: str, path: Path | None = None) -> list[dict[str, Any]]:
 
 def cell_history(path: Path | None = None) -> list[dict[str, Any]]:
     """Every indexed cell, oldest run first: its row with `metrics` parsed, and its run's
-    `started_at`, `path` and framework `versions`."""
+    `started_at`, `path`, framework `versions`, `hostname` and `cpu_model`."""
     target = path or db_path()
     if not target.exists():
         return []
     with _open(target) as conn:
         rows = conn.execute(
-            "SELECT cells.*, runs.started_at, runs.path, runs.versions FROM cells JOIN runs USING (run_id) "
+            "SELECT cells.*, runs.started_at, runs.path, runs.versions, runs.hostname, runs.cpu_model "
+            "FROM cells JOIN runs USING (run_id) "
             "ORDER BY runs.started_at, runs.rowid, cells.cell_id"
         ).fetchall()
     return [{**dict(row), "metrics": json.loads(row["metrics"] or "{}"),

@@ -28,6 +28,7 @@ from spotdiff.report.plots import (
     variants_of,
 )
 from spotdiff.report.serving import serving_context
+from spotdiff.report.trend_section import trend_section
 from spotdiff.report.where import section as where_section
 
 # Criteria every task is judged on (measured by the runner), each lower-is-better.
@@ -359,7 +360,8 @@ def render_report(results: dict[str, Any], run_dir: Path) -> Path:
     """Write `<run_dir>/report.html` (self-contained) and `<run_dir>/plots/*.png`; the HTML path."""
     run_dir = Path(run_dir)
     plots = build_plots(results, run_dir / "plots")
-    context = {**report_context(results, plots), "where": where_context(run_dir)}
+    context = {**report_context(results, plots), "where": where_context(run_dir),
+               "trend": trend_section(results, run_dir / "plots")}  # None: no cell seen before
     html = templating.environment().get_template("report.html").render(**context)
     path = run_dir / "report.html"
     path.write_text(html, encoding="utf-8")
