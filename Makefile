@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.spotdiff-installed
 
-.PHONY: install demo test chromium bench bench-serving clean
+.PHONY: install demo test chromium bench bench-demo bench-serving clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,11 @@ bench: $(STAMP)
 	$(BIN)/python bench/exponent_bench.py --steps 1000 --rounds 2 --repeats 3 --write BENCHMARKS.md
 	$(BIN)/python bench/digits_bench.py --epochs 5 --repeats 2 --write BENCHMARKS.md
 	$(BIN)/python bench/keras_bench.py --steps 500 --epochs 3 --repeats 2 --write BENCHMARKS.md
+
+# The default run (make demo) three times, its per-cell breakdown, and spotdiff compare of it against
+# itself, the next run and a --threads 1 run (about 8 minutes); run it alone.
+bench-demo: $(STAMP)
+	$(BIN)/python bench/demo_bench.py --runs 3 --write BENCHMARKS.md
 
 # Serving: spotdiff loadtest (REST, gRPC, Flask baseline, LiteRT) of every exported digit model; run it alone.
 bench-serving: $(STAMP)
