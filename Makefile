@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.spotdiff-installed
 
-.PHONY: install demo test chromium bench bench-demo bench-serving clean
+.PHONY: install demo test chromium bench bench-demo bench-where bench-serving clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,10 @@ bench: $(STAMP)
 # itself, the next run and a --threads 1 run (about 8 minutes); run it alone.
 bench-demo: $(STAMP)
 	$(BIN)/python bench/demo_bench.py --runs 3 --write BENCHMARKS.md
+
+# What spotdiff where's recording costs per task and framework (seconds, peak memory); run it alone.
+bench-where: $(STAMP)
+	$(BIN)/python bench/where_bench.py --write BENCHMARKS.md
 
 # Serving: spotdiff loadtest (REST, gRPC, Flask baseline, LiteRT) of every exported digit model; run it alone.
 bench-serving: $(STAMP)
