@@ -15,6 +15,7 @@ from rich.console import Console
 from spotdiff import frameworks as fw
 from spotdiff.errors import UserError
 from spotdiff.locate.cli import register as _register_where
+from spotdiff.port.cli import register as _register_port
 from spotdiff.probes.debug.cli import register as _register_debug
 from spotdiff.probes.defaults.cli import register as _register_defaults
 from spotdiff.serve.cli import register as _register_serve
@@ -293,6 +294,7 @@ def compare(
 _register_debug(app)
 _register_defaults(app)
 _register_where(app)
+_register_port(app)
 
 
 @app.command()

@@ -43,24 +43,24 @@ class Request:
     costs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
-def record(request: Request, runs: list[dict[str, Any]], work_dir: Path) -> dict[str, dict[str, Any]]:
-    """One child per framework records `runs`; framework -> its answer (status, runs, cost)."""
-    started = {}
-    for index, name in enumerate(request.frameworks):
-        out = work_dir / name
-        out.mkdir(parents=True, exist_ok=True)
-        spec_path = out / "request.json"
-        spec_path.write_text(json.dumps({
-            "task": request.task, "task_source": request.task_source, "framework": name,
-            "mode": request.modes[name], "variant": request.variant, "overrides": request.overrides,
-            "seed": request.seed, "steps": request.steps, "runs": runs}))
-        (out / "answer.json").unlink(missing_ok=True)
-        with open(out / "stderr.log", "wb") as err:
-            child = children.start(request.child_module, [spec_path, out],
-                                   pin=children.Pin.first(request.threads, index),
-                                   stdout=subprocess.DEVNULL, stderr=err)
-        started[name] = (child, out, time.perf_counter())
-    deadline, answers = time.monotonic() + request.timeout_s, {}
+def launch(module: str, payload: dict[str, Any], out: Path, index: int, threads: int = 1) -> tuple:
+    """Start one recorder child `python -m MODULE out/request.json out` (pinned, stderr to
+    out/stderr.log); (child, out, start time) for `collect`."""
+    out.mkdir(parents=True, exist_ok=True)
+    spec_path = out / "request.json"
+    spec_path.write_text(json.dumps(payload))
+    (out / "answer.json").unlink(missing_ok=True)
+    with open(out / "stderr.log", "wb") as err:
+        child = children.start(module, [spec_path, out], pin=children.Pin.first(threads, index),
+                               stdout=subprocess.DEVNULL, stderr=err)
+    return child, out, time.perf_counter()
+
+
+def collect(started: dict[str, tuple], timeout_s: float, costs: dict[str, list[dict[str, Any]]],
+            runs: int) -> dict[str, dict[str, Any]]:
+    """Wait for every launched recorder (one deadline for all); name -> its answer, with why it
+    failed when it did, its wall time and folder; the cost of each is added to `costs`."""
+    deadline, answers = time.monotonic() + timeout_s, {}
     for name, (child, out, began) in started.items():
         timed_out = children.watch(child, timeout_s=max(0.0, deadline - time.monotonic()))
         wall_s = time.perf_counter() - began
@@ -68,18 +68,29 @@ def record(request: Request, runs: list[dict[str, Any]], work_dir: Path) -> dict
             answer = json.loads((out / "answer.json").read_text())
         except (OSError, ValueError):
             answer = {"status": "failed"}
-        reason = children.death_reason(child.returncode, timed_out, request.timeout_s, what="recorder")
+        reason = children.death_reason(child.returncode, timed_out, timeout_s, what="recorder")
         if answer.get("status") != "done":
             tail = children.stderr_tail(out / "stderr.log", 3).strip().splitlines()
             answer.setdefault("error", reason or (tail[-1] if tail else "no answer"))
         answer["wall_s"] = wall_s
         answer["dir"] = str(out)
-        request.costs.setdefault(name, []).append(
-            {"runs": len(runs), "wall_s": wall_s, "peak_rss_mb": answer.get("peak_rss_mb"),
+        costs.setdefault(name, []).append(
+            {"runs": runs, "wall_s": wall_s, "peak_rss_mb": answer.get("peak_rss_mb"),
              "import_s": answer.get("import_s"),
              "record_s": sum(r.get("record_s", 0.0) for r in answer.get("runs", {}).values())})
         answers[name] = answer
     return answers
+
+
+def record(request: Request, runs: list[dict[str, Any]], work_dir: Path) -> dict[str, dict[str, Any]]:
+    """One child per framework records `runs`; framework -> its answer (status, runs, cost)."""
+    started = {}
+    for index, name in enumerate(request.frameworks):
+        payload = {"task": request.task, "task_source": request.task_source, "framework": name,
+                   "mode": request.modes[name], "variant": request.variant, "overrides": request.overrides,
+                   "seed": request.seed, "steps": request.steps, "runs": runs}
+        started[name] = launch(request.child_module, payload, work_dir / name, index, request.threads)
+    return collect(started, request.timeout_s, request.costs, len(runs))
 
 
 def _tensors(answer: dict[str, Any], run: str) -> dict[str, dict[str, np.ndarray]] | None:

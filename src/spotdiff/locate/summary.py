@@ -32,7 +32,9 @@ def paragraph(result: dict[str, Any]) -> str:
         notes = [f"{pair.replace('|', ' vs ')}: {v['rows'][v['unusable']]['note']} at "
                  f"{_place(v['rows'][v['unusable']])}" for pair, v in base["pairs"].items()
                  if v["unusable"] is not None]
-        reason = "; ".join(notes) or "fewer than two frameworks recorded both float32 and float64"
+        reason = "; ".join(notes) or ("not every framework recorded both float32 and float64"
+                                      if base["failures"] else
+                                      "fewer than two frameworks recorded both float32 and float64")
         return f"{head} no verdict: {reason}.{failed}"
     first = base["first"]
     row, intro = first["row"], first["introduced"]
