@@ -29,6 +29,7 @@ from spotdiff.locate.child import DTYPES
 
 ADAPTERS = {"torch": "torch", "keras": "keras", "flax": "jax"}  # framework -> backends/<folder>/port.py
 CHANNELS_LAST = "nhwc"
+READY = "exported"  # written by the source once layers.json, weights.npz and inputs.npz are there
 
 
 class BadInput(Exception):
@@ -224,6 +225,7 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
                 for param, value in got[part].items()
             },
         )
+        (out_dir / READY).touch()  # the targets may start: they need only these files
         pairs = [
             {"source": layer["name"], "target": layer["name"], "kind": layer["kind"], "transform": "none"}
             for layer in described

@@ -73,7 +73,7 @@ def port(
     from spotdiff.port.loading import optimizer_settings
     from spotdiff.port.matching import MatchError, read_map
     from spotdiff.port.output import write_outputs
-    from spotdiff.port.run import PortRequest
+    from spotdiff.port.run import PortFailed, PortRequest
     from spotdiff.port.run import port as run_port
     from spotdiff.port.specs import parse_inputs, parse_model
 
@@ -116,6 +116,10 @@ def port(
         except UserError as error:
             (out_dir / "error.txt").write_text(str(error) + "\n")
             raise
+        except PortFailed as error:  # not the user's input: a failed result, said in one line
+            (out_dir / "error.txt").write_text(str(error) + "\n")
+            console.print(f"spotdiff port: no verdict: {error}", highlight=False, markup=False)
+            raise typer.Exit(1) from None
     paths = write_outputs(result, out_dir)
     console.print(paragraph(result), highlight=False, markup=False, soft_wrap=True)
     for note in result["notes"]:

@@ -17,9 +17,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spotdiff import children
 from spotdiff.errors import UserError
 from spotdiff.locate import compare
 from spotdiff.locate.run import BASE, analyse, candidate_causes, collect, confirm, launch
+from spotdiff.port.child import READY
 from spotdiff.port.matching import Pair, write_map
 from spotdiff.port.specs import InputSpec, ModelSpec
 
@@ -33,7 +35,11 @@ RUNNING_VAR_NOTE = (
 
 
 class PortBadInput(UserError):
-    """A child found the user's input unusable; `details` is where its traceback was saved."""
+    """A child found the user's input unusable (its traceback is kept in its folder)."""
+
+
+class PortFailed(RuntimeError):
+    """The source's recorder failed for a reason that is not the user's input: nothing to compare."""
 
 
 @dataclass
@@ -85,29 +91,39 @@ def _payload(
     }
 
 
-def _check(answers: dict[str, dict[str, Any]], specs: dict[str, ModelSpec]) -> None:
+def _check(answers: dict[str, dict[str, Any]]) -> None:
     """Bad input in any child: one line, its traceback kept in its folder."""
-    for name, answer in answers.items():
+    for answer in answers.values():
         if answer.get("status") == "bad input":
             where = Path(answer["dir"]) / "answer.json"
             raise PortBadInput(f"{answer['error']} (traceback: {where})")
 
 
-def _record(
-    request: PortRequest,
-    models: dict[str, tuple[ModelSpec, str]],
-    source_dir: Path | None,
-    runs: list[dict[str, Any]],
-    work_dir: Path,
-    first_index: int = 0,
-) -> dict[str, dict[str, Any]]:
-    started = {}
-    for index, (name, (spec, role)) in enumerate(models.items(), first_index):
-        payload = _payload(request, spec, role, source_dir, runs)
-        started[name] = launch(CHILD_MODULE, payload, work_dir / name, index, request.threads)
-    answers = collect(started, request.timeout_s, request.costs, len(runs))
-    _check(answers, {n: s for n, (s, _) in models.items()})
+def _start(request: PortRequest, models: dict[str, tuple[ModelSpec, str]], source_dir: Path | None,
+           runs: list[dict[str, Any]], work_dir: Path, first_index: int = 0) -> dict[str, tuple]:
+    """One recorder child per model, pinned side by side: name -> what `collect` waits for."""
+    return {name: launch(CHILD_MODULE, _payload(request, spec, role, source_dir, runs), work_dir / name,
+                         index, request.threads)
+            for index, (name, (spec, role)) in enumerate(models.items(), first_index)}
+
+
+def _record(request: PortRequest, models: dict[str, tuple[ModelSpec, str]], source_dir: Path | None,
+            runs: list[dict[str, Any]], work_dir: Path, first_index: int = 0) -> dict[str, dict[str, Any]]:
+    answers = collect(_start(request, models, source_dir, runs, work_dir, first_index), request.timeout_s,
+                      request.costs, len(runs))
+    _check(answers)
     return answers
+
+
+def _wait_for_export(started: tuple, timeout_s: float) -> bool:
+    """Whether the source's child exported its layers before it ended (it goes on recording)."""
+    child, out, _ = started
+    deadline = time.monotonic() + timeout_s
+    while not (out / READY).exists():
+        if child.poll() is not None or time.monotonic() > deadline:
+            return (out / READY).exists()
+        time.sleep(0.05)
+    return True
 
 
 def _compared_layers(answers: dict[str, dict[str, Any]], source: str) -> None:
@@ -124,7 +140,8 @@ def _compared_layers(answers: dict[str, dict[str, Any]], source: str) -> None:
 
 
 def _source_stands_for(answer: dict[str, Any], runs: list[dict[str, Any]]) -> dict[str, Any]:
-    """The source's base records, linked under every rerun's name (it is not rerun)."""
+    """A model's base records linked under every rerun's name: the source (never rerun), or a
+    target that matched it."""
     folder, copied = Path(answer["dir"]), {**answer, "runs": dict(answer["runs"])}
     for run in runs:
         for dtype in ("float32", "float64"):
@@ -153,15 +170,20 @@ def port(request: PortRequest, work_dir: Path, dump_map: Path | None = None) -> 
     names = request.names
     source_name = names[0]
     runs = [{"name": BASE, "align": {}}]
-    answers = _record(request, {source_name: (request.source, "source")}, None, runs, work_dir / "record")
-    source_dir = Path(answers[source_name]["dir"])
-    if answers[source_name].get("status") != "done":
-        raise PortBadInput(
-            f"{request.source.text}: {answers[source_name].get('error')} "
-            f"(details: {source_dir / 'stderr.log'})"
-        )
+    source = _start(request, {source_name: (request.source, "source")}, None, runs, work_dir / "record")
+    source_dir = source[source_name][1]
     targets = {n: (s, "target") for n, s in zip(names[1:], request.targets)}
-    answers.update(_record(request, targets, source_dir, runs, work_dir / "record", 1))
+    answers: dict[str, dict[str, Any]] = {}
+    if _wait_for_export(source[source_name], request.timeout_s):  # targets record while the source does
+        started = _start(request, targets, source_dir, runs, work_dir / "record", 1)
+        answers = collect(started, request.timeout_s, request.costs, len(runs))
+        if any(a.get("status") == "bad input" for a in answers.values()):
+            children.kill(source[source_name][0])  # its records would not be read
+    answers = {**collect(source, request.timeout_s, request.costs, len(runs)), **answers}
+    _check(answers)
+    if answers[source_name].get("status") != "done":
+        raise PortFailed(f"{request.source.text}: {answers[source_name].get('error')} "
+                         f"(details: {source_dir / 'stderr.log'})")
     if dump_map is not None:
         dump_maps(answers, request, dump_map)
     _compared_layers(answers, source_name)
@@ -205,8 +227,11 @@ def port(request: PortRequest, work_dir: Path, dump_map: Path | None = None) -> 
         causes = [dataclasses.replace(c, value=SOURCE_VALUE) for c in candidate_causes(base)]
         if causes:
             reruns = [{"name": f"align-{c.key}", "align": c.align} for c in causes]
-            rerun = _record(request, targets, source_dir, reruns, work_dir / "causes", 1)
-            again = {source_name: _source_stands_for(answers[source_name], reruns), **rerun}
+            # only the targets that differ from the source are rerun; the others' records stand
+            differing = {n: m for n, m in targets.items()
+                         if base["pairs"].get(f"{source_name}|{n}", {}).get("status") != "no divergence"}
+            rerun = _record(request, differing, source_dir, reruns, work_dir / "causes", 1)
+            again = {n: rerun[n] if n in rerun else _source_stands_for(answers[n], reruns) for n in names}
             _compared_layers(again, source_name)
             for cause, run in zip(causes, reruns):
                 result["causes"].append(confirm(base, cause, analyse(again, run["name"], request.steps)))

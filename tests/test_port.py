@@ -1,0 +1,126 @@
+"""`spotdiff port` on the test-only models of tests/port_models/: faithful ports match within the
+noise floor (exit 0), a planted LayerNorm epsilon and a wrong flatten order are found at the right
+layer with the confirmed cause (exit 1), and every kind of bad input is one line and exit 2."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+from pathlib import Path
+
+import pytest
+from conftest import run_cli
+
+# Found, not imported: only the children import a framework (importing Keras here costs seconds).
+MISSING = [m for m in ("torch", "keras", "tensorflow", "flax") if importlib.util.find_spec(m) is None]
+if MISSING and os.environ.get("CI") != "true":
+    pytest.skip(f"not installed: {', '.join(MISSING)}", allow_module_level=True)
+
+MODELS = Path(__file__).parent / "port_models"
+TORCH, KERAS, FLAX = (f"{fw}:{MODELS / f'{fw}_models.py'}" for fw in ("torch", "keras", "flax"))
+
+
+def port(out: Path, *args: str):
+    result = run_cli("port", *args, "--out", str(out))
+    found = json.loads((out / "port.json").read_text()) if (out / "port.json").exists() else None
+    return result, found
+
+
+@pytest.fixture(scope="module")
+def faithful_conv(tmp_path_factory):
+    """Conv -> BatchNorm -> relu -> flatten -> dense, PyTorch into Keras and Flax (both channels-last)."""
+    out = tmp_path_factory.mktemp("faithful")
+    return (*port(out, f"{TORCH}:ConvNet", f"{KERAS}:convnet", f"{FLAX}:ConvNet",
+                  "--input", "float32[4,2,4,4]", "--dump-map", str(out / "map.toml")), out)
+
+
+@pytest.fixture(scope="module")
+def planted_eps(tmp_path_factory):
+    """The MLP into Keras with LayerNormalization's default epsilon (1e-3) and into Flax faithfully."""
+    return port(tmp_path_factory.mktemp("planted"), f"{TORCH}:MLP", f"{KERAS}:mlp_default_eps", f"{FLAX}:MLP",
+                "--input", "float32[4,6]")
+
+
+def test_a_faithful_conv_port_matches_within_the_floor(faithful_conv):
+    result, found, out = faithful_conv
+    assert result.returncode == 0, result.stdout + result.stderr[-2000:]
+    assert found["base"]["status"] == "no divergence" and found["cause"] is None
+    assert found["base"]["max_ratio"] < found["threshold"]
+    rows = {row["key"] for row in found["base"]["pairs"]["torch|keras"]["rows"]}
+    # every layer's output, the loss, gradients, updated parameters and running statistics, by torch names
+    assert {"1/forward/conv", "1/forward/bn", "1/forward/fc", "1/loss", "1/grad/conv.weight",
+            "1/param/fc.weight", "1/param/bn.running_var"} <= rows
+    # the dense layer after the flatten had its rows permuted (C, H, W) -> (H, W, C) in both targets
+    assert found["flatten_permuted"] == {"keras": ["fc"], "flax": ["fc"]}
+    assert found["layouts"] == {"torch": "nchw", "keras": "nhwc", "flax": "nhwc"}
+    assert "keras: inputs given channels-last (NHWC)" in result.stdout
+    assert any("running variance" in note for note in found["notes"])
+    assert (out / "port.html").exists()
+    assert '"conv" = "conv"  # conv2d' in (out / "map.toml").read_text()
+
+
+def test_a_planted_layernorm_epsilon_is_found_at_its_layer_with_its_cause(planted_eps):
+    result, found = planted_eps
+    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    first = found["base"]["first"]
+    assert (first["row"]["step"], first["row"]["phase"], first["row"]["name"]) == (0, "forward", "ln")
+    assert found["base"]["odd_one_out"] == "keras"  # torch and flax agree
+    assert found["base"]["pairs"]["torch|flax"]["status"] == "no divergence"
+    assert found["cause"]["key"] == "layernorm_eps" and found["cause"]["outcome"] == "confirmed"
+    assert "keras" in found["cause"]["aligned_by"]
+    assert found["cause"]["max_ratio_after"] <= found["threshold"] < found["cause"]["max_ratio_before"]
+    assert "Cause: LayerNorm epsilon" in result.stdout and "keras is the odd one out" in result.stdout
+
+
+def test_a_wrong_flatten_order_is_found_at_the_dense_layer(tmp_path):
+    """The Flax net transposes to NCHW before flattening (as PyTorch): the rows must not be permuted."""
+    result, found = port(tmp_path, f"{TORCH}:ConvNet", f"{FLAX}:convnet_chw_flatten",
+                         "--input", "float32[4,2,4,4]")
+    assert result.returncode == 1, result.stdout + result.stderr[-2000:]
+    first = found["base"]["first"]["row"]
+    assert (first["step"], first["phase"], first["name"]) == (0, "forward", "fc")
+    assert found["cause"]["key"] == "flatten_order" and found["cause"]["outcome"] == "confirmed"
+
+
+def _one_line_exit_2(result):
+    assert result.returncode == 2, result.stdout + result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("spotdiff: error:"), result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    return lines[0]
+
+
+@pytest.mark.parametrize("args,says", [
+    ((f"{TORCH}:MLP", f"{FLAX}:MLP", "--input", "float32[4,6"), "expected DTYPE[D0,D1,...]"),
+    ((f"torch:{MODELS / 'missing.py'}:MLP", f"{FLAX}:MLP", "--input", "float32[4,6]"), "does not exist"),
+    ((f"{TORCH}:MLP", f"jaxx:{MODELS / 'flax_models.py'}:MLP", "--input", "float32[4,6]"),
+     "FRAMEWORK:PATH:FACTORY"),
+], ids=["malformed-input", "missing-file", "unknown-framework"])
+def test_bad_specs_stop_in_the_parent(tmp_path, args, says):
+    assert says in _one_line_exit_2(run_cli("port", *args, "--out", str(tmp_path)))
+
+
+@pytest.mark.parametrize("source,target,extra,says", [
+    ("broken", "MLP", (), "the factory raised RuntimeError: this factory always fails"),
+    ("MLP", "MLP", ("--input", "float32[4,5]"), "the model fails on the input float32[4, 5]"),
+    ("MLP", "wider_mlp", (), "different parameter counts: the source has 99, the target 111"),
+    ("MLP", "MLP", ("--map", "MAP"), "--map names 'fc9', which is not a layer with parameters of the source"),
+], ids=["factory-raises", "fails-on-input", "parameter-counts", "map-names-missing"])
+def test_bad_models_are_one_line_with_the_traceback_kept(tmp_path, source, target, extra, says):
+    extra = tuple(str(tmp_path / "map.toml") if a == "MAP" else a for a in extra)
+    (tmp_path / "map.toml").write_text('[layers]\nfc9 = "fc1"\n')
+    args = [f"{TORCH}:{source}", f"{TORCH}:{target}", *extra]
+    if "--input" not in extra:
+        args += ["--input", "float32[4,6]"]
+    line = _one_line_exit_2(run_cli("port", *args, "--out", str(tmp_path / "run")))
+    assert says in line
+    answers = list((tmp_path / "run").rglob("answer.json"))
+    assert any("Traceback" in path.read_text() for path in answers)  # kept in the run folder
+
+
+def test_out_refuses_a_folder_that_holds_a_port_check(tmp_path):
+    (tmp_path / "port.json").write_text("{}")
+    line = _one_line_exit_2(run_cli("port", f"{TORCH}:MLP", f"{TORCH}:MLP", "--input", "float32[4,6]",
+                                    "--out", str(tmp_path)))
+    assert "already holds a port check" in line
