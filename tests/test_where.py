@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -179,6 +182,7 @@ def test_candidates_follow_the_diverging_component():
     (["exponent", "--set", "optimizer=lbfgs"], "bad --set value for task exponent: optimizer"),
     (["exponent", "--hparams", "sideways"], "unknown --hparams 'sideways'"),
     (["exponent", "--steps", "0"], "--steps must be at least 1"),
+    (["exponent", "--frameworks", "torch,jax", "--tfdbg"], "--tfdbg records the TensorFlow recorder"),
 ])
 def test_bad_input_exits_2_with_one_line(args, expected):
     result = run_cli("where", *args)
@@ -186,3 +190,90 @@ def test_bad_input_exits_2_with_one_line(args, expected):
     lines = [line for line in result.stderr.splitlines() if line.strip()]
     assert len(lines) == 1, result.stderr
     assert lines[0].startswith("spotdiff: error: ") and expected in lines[0]
+
+
+# ---- sequences and trees: Adam-trained, three frameworks from shared weights -----------------------
+TINY_SEQUENCES = ("--set", "n_train=16", "--set", "n_test=4", "--set", "max_len=12", "--set", "median_len=6",
+                  "--set", "vocab=12", "--set", "embed=4", "--set", "hidden=4", "--set", "batch_size=8",
+                  "--set", "epochs=1")
+TINY_TREES = ("--set", "n_train=8", "--set", "n_test=4", "--set", "max_depth=2", "--set", "hidden=4",
+              "--set", "batch_size=4", "--set", "epochs=1")
+
+
+@pytest.fixture(scope="module")
+def sequences_torch_jax(tmp_path_factory) -> dict:
+    return _where(tmp_path_factory, "sequences", "sequences", "--frameworks", "torch,jax", "--hparams",
+                  "aligned", "--steps", "2", *TINY_SEQUENCES)
+
+
+@pytest.fixture(scope="module")
+def trees_torch_tf(tmp_path_factory) -> dict:
+    # torch against tensorflow only: JAX agrees with torch (sequences above), and its recorder is the
+    # slow one here (a compile per rerun)
+    return _where(tmp_path_factory, "trees", "trees", "--frameworks", "torch,tensorflow", "--hparams",
+                  "aligned", "--steps", "2", *TINY_TREES)
+
+
+def test_sequences_torch_and_jax_agree_to_rounding_in_float32_and_float64(sequences_torch_jax):
+    base = sequences_torch_jax["base"]
+    assert base["failures"] == {}, base["failures"]  # both recorded float64 (JAX with x64)
+    assert base["status"] == "no divergence", sequences_torch_jax["summary"]
+    # nn.LSTM vs a lax.scan cell, torch.optim.Adam vs optax.adam: the same maths, ratios ~1e-9
+    assert base["max_ratio"] is not None and 0 < base["max_ratio"] < 1e-3
+    layers = [key.split("/")[2] for key in base["order"] if key.startswith("0/forward/")]
+    assert layers == ["embedding", "lstm", "last", "fc"]
+    assert {"1/grad/lstm.kernel", "1/param/lstm.recurrent_kernel", "1/loss"} <= set(base["order"])
+    stdout = sequences_torch_jax["stdout"]
+    assert "no divergence" in stdout and "largest ratio" in stdout
+
+
+def test_trees_keras_adam_differs_twice_and_only_both_alignments_together_remove_it(trees_torch_tf):
+    """Adam's eps passed alike, yet Keras differs twice: epsilon-hat, and an embedding gradient
+    (tf.IndexedSlices) applied occurrence by occurrence. Neither alone removes the divergence;
+    together they do, so `where` names the pair, not one of them."""
+    base = trees_torch_tf["base"]
+    assert base["failures"] == {}, base["failures"]  # float64 recorded in both
+    assert base["status"] == "diverges"
+    row = base["first"]["row"]
+    assert (row["step"], row["phase"]) == (0, "update") and row["ratio"] > 1e3
+    assert "0/grad/embedding.weight" in base["order"]  # gradients agree: only the update differs
+    rows = base["pairs"]["torch|tensorflow"]["rows"]
+    grads = [r for r in rows if r["phase"] == "backward" and r["step"] == 0]
+    assert grads and max(r["ratio"] for r in grads) < 1e-3
+    single = {c["key"]: c["outcome"] for c in trees_torch_tf["causes"] if not c.get("combined")}
+    assert single["adam_eps"] == "not confirmed" and single["sparse_grads"] == "not confirmed"
+    cause = trees_torch_tf["cause"]
+    assert cause["outcome"] == "confirmed", trees_torch_tf["summary"]
+    assert set(cause["combined"]) == {"Adam epsilon-hat", "Keras sparse-gradient update"}  # eps value: same
+    assert cause["max_ratio_after"] < 1e-3 < trees_torch_tf["threshold"]
+    layers = [key.split("/")[2] for key in base["order"] if key.startswith("0/forward/")]
+    assert layers == ["embedding", "combine", "fc"]
+
+
+# ---- tfdbg v2: the TensorFlow recorder's dump, for TensorBoard's Debugger V2 -------------------------
+READ_TFDBG = """
+import json, sys
+from tensorflow.python.debug.lib import debug_events_reader
+with debug_events_reader.DebugDataReader(sys.argv[1]) as reader:
+    reader.update()
+    kinds = sorted({e.op_type for e in reader.executions(digest=True)})
+    print(json.dumps({"executions": reader.num_executions(), "op_types": kinds}))
+"""
+
+
+def test_tfdbg_dump_is_written_in_the_run_folder_and_reads_back(tmp_path):
+    out = tmp_path / "run"
+    result = run_cli("where", "exponent", "--frameworks", "torch,tensorflow", "--steps", "1", "--tfdbg",
+                     "--out", str(out))
+    assert result.returncode == 0, result.stderr[-3000:]
+    root = (out / "tfdbg").resolve()
+    assert f"tensorboard --logdir {root}" in result.stdout
+    assert json.loads((out / "where.json").read_text())["tfdbg"] == str(root)
+    # the reader Debugger V2 uses, in its own process: this one never imports TensorFlow
+    read = subprocess.run([sys.executable, "-c", READ_TFDBG, str(root)], capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert read.returncode == 0, read.stderr[-2000:]
+    found = json.loads(read.stdout.strip().splitlines()[-1])
+    assert found["executions"] > 0 and "Pow" in found["op_types"]  # x**phi, the exponent's one layer
+    again = run_cli("where", "exponent", "--frameworks", "torch,tensorflow", "--tfdbg", "--out", str(out))
+    assert again.returncode == 2 and "exists already" in again.stderr  # a dump is never overwritten

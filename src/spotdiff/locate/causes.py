@@ -27,7 +27,8 @@ class Cause:
 
     @property
     def align(self) -> dict[str, Any]:
-        return {self.key: self.value}
+        """The alignment passed to record_steps (a combination of causes carries all of theirs)."""
+        return dict(self.value) if isinstance(self.value, dict) else {self.key: self.value}
 
 
 CAUSES: tuple[Cause, ...] = (
@@ -37,6 +38,13 @@ CAUSES: tuple[Cause, ...] = (
     Cause("adam_eps", "hat", "Adam epsilon-hat",
           "Keras adds eps to sqrt(v) before bias correction (epsilon-hat); PyTorch and Optax to "
           "sqrt(v_hat)", optimizers=("adam",), component="adam"),
+    Cause("adam_eps_value", 1e-7, "Adam epsilon default",
+          "PyTorch and Optax default eps to 1e-8, Keras to 1e-7", optimizers=("adam",), component="adam"),
+    Cause("sparse_grads", "dense", "Keras sparse-gradient update",
+          "Keras 3 on TensorFlow applies an embedding's tf.IndexedSlices gradient occurrence by "
+          "occurrence: a row repeated in the batch adds sum(g_i^2) to Adam's second moment where "
+          "PyTorch and Optax (dense gradients) add (sum g_i)^2; densify the gradient to align",
+          optimizers=("adam",)),  # RMSprop and Adagrad square it too; only Adam is measured here
     Cause("sgd_momentum", "torch", "SGD momentum form",
           "PyTorch v = mu v + g, p -= lr v; Keras v = mu v - lr g, p += v (equal for a constant lr)",
           optimizers=("sgd",), component="sgd"),

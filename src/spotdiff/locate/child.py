@@ -3,10 +3,14 @@
     python -m spotdiff.locate.child REQUEST_JSON OUT_DIR
 
 REQUEST_JSON: {"task", "task_source", "framework", "mode", "variant", "overrides", "seed",
-"steps", "runs": [{"name": str, "align": {key: value}}]}. For every run and for float32 and
-float64 the task's `record_steps` (the last function of each `tasks/<task>/<fw>_impl.py`) is
-called and its tensors saved to OUT_DIR/<run>-<dtype>.npz; OUT_DIR/answer.json says what was
-recorded (layers, parameters, honoured alignments), what failed, and what recording cost.
+"steps", "runs": [{"name": str, "align": {key: value}}], "tfdbg": folder or None}. For every
+run and for float32 and float64 the task's `record_steps` (the last function of each
+`tasks/<task>/<fw>_impl.py`) is called and its tensors saved to OUT_DIR/<run>-<dtype>.npz;
+OUT_DIR/answer.json says what was recorded (layers, parameters, honoured alignments), what
+failed, and what recording cost.
+With "tfdbg" (a TensorFlow recorder only), every run is recorded under tfdbg v2
+(`tf.debugging.experimental.enable_dump_debug_info`, FULL_HEALTH, no circular buffer) into that
+folder, which TensorBoard's Debugger V2 opens.
 Started through `spotdiff.children`, pinned before numpy or the framework is imported.
 """
 
@@ -65,6 +69,11 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
     impl = importlib.import_module(impl_name)
     answer: dict[str, Any] = {"status": "done", "versions": env.versions(), "import_s": import_s,
                               "runs": {}}
+    if request.get("tfdbg"):  # tfdbg v2 (TensorBoard's Debugger V2) watches every run below
+        import tensorflow as tf
+
+        tf.debugging.experimental.enable_dump_debug_info(
+            request["tfdbg"], tensor_debug_mode="FULL_HEALTH", circular_buffer_size=-1)
     for run in request["runs"]:
         for dtype in DTYPES:
             key = f"{run['name']}-{dtype}"
@@ -92,6 +101,9 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
                 "aligned": sorted(got.get("aligned", ())),
                 "nonfinite": sorted(n for n, v in tensors.items() if not np.all(np.isfinite(v))),
             }
+    if request.get("tfdbg"):
+        tf.debugging.experimental.disable_dump_debug_info()  # flushes the dump
+        answer["tfdbg"] = request["tfdbg"]
     answer["peak_rss_mb"] = peak_rss_mb()
     return answer
 

@@ -28,6 +28,9 @@ def where(
     timeout: float = typer.Option(900.0, "--timeout", help="seconds per round of recorders (default 900)"),
     task_module: list[Path] = typer.Option(
         None, "--task-module", help="your own task: a spec.py or its folder (repeatable)"),
+    tfdbg: bool = typer.Option(
+        False, "--tfdbg", help="also dump the TensorFlow recorder with tfdbg v2 into <out>/tfdbg, for "
+        "TensorBoard's Debugger V2 (default off)"),
 ) -> None:
     """Find the first step and layer where frameworks diverge in training, and the default causing it."""
     from spotdiff.locate.output import write_outputs
@@ -37,13 +40,19 @@ def where(
 
     console = Console(width=None if sys.stdout.isatty() else 160)
     request, out_dir = plan_request(task, frameworks, modes, steps, variant, hparams, set_ or [],
-                                    seed, out, timeout, task_module or [])
+                                    seed, out, timeout, task_module or [], tfdbg)
     with console.status(f"recording {request.steps} steps of {task} in {', '.join(request.frameworks)} …"):
         result = run_where(request, out_dir / "recorders")
     write_outputs(result, out_dir)
     console.print(paragraph(result), highlight=False, markup=False, soft_wrap=True)
     console.print(f"tables: {out_dir / 'where.json'}", highlight=False, markup=False)
     console.print(f"html:   {out_dir / 'where.html'}", highlight=False, markup=False)
+    if request.tfdbg_root:
+        root = request.tfdbg_root
+        dumped = any(Path(root).glob("*.execution"))
+        how = f"open with: tensorboard --logdir {root}, the Debugger V2 tab" if dumped else (
+            "nothing dumped: the tensorflow recorder failed")
+        console.print(f"tfdbg:  {root} ({how})", highlight=False, markup=False, soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

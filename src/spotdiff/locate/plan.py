@@ -37,8 +37,10 @@ def _split(value: str | None) -> list[str]:
 
 def plan_request(task: str, frameworks: str | None, modes: str | None, steps: int | None,
                  variant: str | None, hparams: str | None, sets: list[str], seed: int,
-                 out: Path | None, timeout_s: float, task_modules: list[Path]) -> tuple[Request, Path]:
-    """The validated request and the (created) output folder."""
+                 out: Path | None, timeout_s: float, task_modules: list[Path],
+                 tfdbg: bool = False) -> tuple[Request, Path]:
+    """The validated request and the (created) output folder; with `tfdbg`, the TensorFlow
+    recorder dumps tfdbg v2 into <out>/tfdbg."""
     from spotdiff.experiment import parse_set
     from spotdiff.overrides import params_for
     from spotdiff.record.run_folder import claim_default
@@ -84,6 +86,8 @@ def plan_request(task: str, frameworks: str | None, modes: str | None, steps: in
     if unknown:
         choices = ", ".join(sorted(fields))
         raise UserError(f"unknown --set key {unknown[0]!r} for {task}; choose from: {choices}")
+    if tfdbg and "tensorflow" not in chosen:
+        raise UserError("--tfdbg records the TensorFlow recorder: add tensorflow to --frameworks")
     params_for(spec, overrides)  # a bad value stops here, in one line
     steps = spec.where_steps if steps is None else steps
     if steps < 1:
@@ -97,4 +101,9 @@ def plan_request(task: str, frameworks: str | None, modes: str | None, steps: in
             raise UserError(f"--out {out}: cannot create it ({error.strerror or error})") from None
         out_dir = Path(out)
     request = Request(task, chosen, picked, variant, steps, overrides, seed, timeout_s, task_source(task))
+    if tfdbg:
+        if (out_dir / "tfdbg").exists():
+            raise UserError(f"{out_dir / 'tfdbg'} exists already: give another --out "
+                            "(a dump is never overwritten)")
+        request.tfdbg_root = str((out_dir / "tfdbg").resolve())
     return request, out_dir

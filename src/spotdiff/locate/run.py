@@ -23,6 +23,7 @@ from spotdiff.locate.causes import Cause, candidates
 
 CHILD_MODULE = "spotdiff.locate.child"
 BASE = "base"
+ALL_CANDIDATES = "align-all"  # every candidate aligned at once, judged when none alone confirms
 
 
 @dataclass
@@ -40,6 +41,7 @@ class Request:
     task_source: dict[str, str] | None = None
     threads: int = 1
     child_module: str = CHILD_MODULE
+    tfdbg_root: str | None = None  # --tfdbg: the TensorFlow recorder's base run dumps tfdbg v2 here
     costs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
@@ -82,13 +84,16 @@ def collect(started: dict[str, tuple], timeout_s: float, costs: dict[str, list[d
     return answers
 
 
-def record(request: Request, runs: list[dict[str, Any]], work_dir: Path) -> dict[str, dict[str, Any]]:
-    """One child per framework records `runs`; framework -> its answer (status, runs, cost)."""
+def record(request: Request, runs: list[dict[str, Any]], work_dir: Path,
+           tfdbg: str | None = None) -> dict[str, dict[str, Any]]:
+    """One child per framework records `runs`; framework -> its answer (status, runs, cost).
+    `tfdbg`: the folder the tensorflow child dumps tfdbg v2 into while it records."""
     started = {}
     for index, name in enumerate(request.frameworks):
         payload = {"task": request.task, "task_source": request.task_source, "framework": name,
                    "mode": request.modes[name], "variant": request.variant, "overrides": request.overrides,
-                   "seed": request.seed, "steps": request.steps, "runs": runs}
+                   "seed": request.seed, "steps": request.steps, "runs": runs,
+                   "tfdbg": tfdbg if name == "tensorflow" else None}
         started[name] = launch(request.child_module, payload, work_dir / name, index, request.threads)
     return collect(started, request.timeout_s, request.costs, len(runs))
 
@@ -189,13 +194,22 @@ def candidate_causes(base: dict[str, Any]) -> list[Cause]:
     return candidates(kinds, first["optimizer"], first["introduced"]["phase"])
 
 
+def combined(causes: list[Cause]) -> Cause:
+    """Several causes as one: every alignment at once (named only if that rerun confirms it)."""
+    return Cause(key="+".join(c.key for c in causes),
+                 value={k: v for c in causes for k, v in c.align.items()},
+                 label=" + ".join(c.label for c in causes),
+                 what_differs="; ".join(f"{c.label}: {c.what_differs}" for c in causes),
+                 component=",".join(dict.fromkeys(c.component for c in causes if c.component)))
+
+
 def confirm(base: dict[str, Any], cause: Cause, rerun: dict[str, Any]) -> dict[str, Any]:
     """What aligning `cause` did: removed the divergence (confirmed), removed the first one only
     (partly), or not; with the ratio at the first divergence and the largest ratio, before/after."""
     first = base["first"]
     key, pairs = first["row"]["key"], first["pairs_at_first"]
     after_first = ratio_at(rerun, key, pairs)
-    honoured = sorted(n for n, keys in rerun.get("aligned_by", {}).items() if cause.key in keys)
+    honoured = sorted(n for n, keys in rerun.get("aligned_by", {}).items() if set(cause.align) & set(keys))
     if rerun["status"] == "no divergence":
         outcome = "confirmed"
     elif rerun["status"] == "diverges" and after_first is not None and after_first <= compare.THRESHOLD:
@@ -214,23 +228,35 @@ def confirm(base: dict[str, Any], cause: Cause, rerun: dict[str, Any]) -> dict[s
 def where(request: Request, work_dir: Path) -> dict[str, Any]:
     """The whole analysis: base comparison, candidate causes rerun and judged, recording cost."""
     began = time.perf_counter()
-    answers = record(request, [{"name": BASE, "align": {}}], work_dir / "record")
+    answers = record(request, [{"name": BASE, "align": {}}], work_dir / "record", tfdbg=request.tfdbg_root)
     base = analyse(answers, BASE, request.steps)
     result: dict[str, Any] = {"task": request.task, "frameworks": request.frameworks,
                               "modes": request.modes, "variant": request.variant, "steps": request.steps,
                               "overrides": request.overrides, "seed": request.seed,
                               "threshold": compare.THRESHOLD, "floor_ulps": compare.FLOOR_ULPS,
                               "versions": {n: a.get("versions", {}) for n, a in answers.items()},
-                              "base": base, "causes": [], "cause": None}
+                              "base": base, "causes": [], "cause": None, "tfdbg": request.tfdbg_root}
     if base["status"] == "diverges":
         causes = candidate_causes(base)
         if causes:
             runs = [{"name": f"align-{c.key}", "align": c.align} for c in causes]
+            if len(causes) > 1:  # two differences at once: no single alignment removes them
+                runs.append({"name": ALL_CANDIDATES, "align": combined(causes).align})
             reruns = record(request, runs, work_dir / "causes")
             for cause, run in zip(causes, runs):
                 judged = confirm(base, cause, analyse(reruns, run["name"], request.steps))
                 result["causes"].append(judged)
             confirmed = [c for c in result["causes"] if c["outcome"] in ("confirmed", "partly")]
             result["cause"] = confirmed[0] if confirmed else None
+            if result["cause"] is None and len(causes) > 1:
+                # a candidate whose own rerun reproduced the base run exactly changed nothing here
+                acting = [c for c, judged in zip(causes, result["causes"])
+                          if (judged["max_ratio_after"], judged["ratio_at_first_after"])
+                          != (base["max_ratio"], base["first"]["row"]["ratio"])] or causes
+                together = combined(acting)
+                judged = confirm(base, together, analyse(reruns, ALL_CANDIDATES, request.steps))
+                judged["combined"] = [c.label for c in acting]
+                result["causes"].append(judged)
+                result["cause"] = judged if judged["outcome"] == "confirmed" else None
     result["cost"] = {"total_s": time.perf_counter() - began, "per_framework": request.costs}
     return result

@@ -14,6 +14,7 @@ import optax
 
 from spotdiff import parity
 from spotdiff.backends.jax import weights
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.sequences import spec as neutral
 
 FRAMEWORK = "jax"
@@ -62,7 +63,7 @@ def loss_fn(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 def make_optimizer(model, params) -> tuple[optax.GradientTransformation, optax.OptState]:
     """Adam for `model` and its initial state (optax keeps the state apart from the optimizer)."""
-    optimizer = optax.adam(params.lr, eps=1e-7)
+    optimizer = optax.adam(**native_kwargs("jax", "adam", params.optimizer_hparams()))  # lr, eps if aligned
     return optimizer, optimizer.init(model)
 
 
@@ -148,3 +149,52 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's jitted train step: every layer's output (the embedding and the
+    LSTM's outputs (B, T, H) cut to the batch's longest sequence, the LSTM's outputs zero past each
+    end; the state at the last real token (B, H); the logits), the loss, every gradient and every
+    parameter after the update, in the probe's (in, out) layout. The layers are computed one by
+    one from the step's starting weights, at the mode's padded width.
+
+    align {"adam_eps": "hat"}: Adam written out as Keras computes it (Optax has no switch).
+    align {"sparse_grads": "dense"}: the gradients are dense already, said explicitly.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.jax.optim import adam
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
+    model = {k: jnp.asarray(v, dtype) for k, v in build_model(params, data, mode).items()}
+    optimizer = adam(native_kwargs("jax", "adam", where_adam(params.optimizer_hparams(), align)), align)
+    opt_state = optimizer.init(model)
+    step, _ = build_runner(model, optimizer, mode, params.max_len, return_grads=True)
+
+    @jax.jit
+    def layers(model, tokens, lengths):
+        embedded = model["embedding"][tokens]  # (B, W, E)
+        mask = jnp.arange(tokens.shape[1])[None, :] < lengths[:, None] if mode == "packed" else None
+        outputs = jnp.swapaxes(lstm_scan(model, embedded, mask)[0], 0, 1)  # (B, W, H)
+        last = outputs[jnp.arange(tokens.shape[0]), lengths - 1]  # (B, H)
+        return embedded, outputs, last, last @ model["fc_kernel"] + model["fc_bias"]
+
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        tokens, lengths, labels = batch_arrays(data, "train", rows, mode, params.max_len)
+        embedded, outputs, last, logits = jax.device_get(layers(model, tokens, lengths))
+        longest = int(np.max(lengths))
+        recorded = {"embedding": embedded[:, :longest], "lstm": neutral.where_lstm_outputs(outputs, lengths),
+                    "last": last, "fc": logits}
+        for name, value in recorded.items():
+            tensors[f"{index}/forward/{name}"] = np.asarray(value)
+        model, opt_state, loss, grads = step(model, opt_state, tokens, lengths, labels)
+        tensors[f"{index}/loss"] = np.asarray(loss)
+        for key, value in neutral.where_named(jax.device_get(grads)).items():
+            tensors[f"{index}/grad/{key}"] = np.asarray(value)
+        for key, value in neutral.where_named(jax.device_get(model)).items():
+            tensors[f"{index}/param/{key}"] = np.asarray(value)
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS.values()),
+            "optimizer": "adam", "aligned": honoured(align)}
+

@@ -7,7 +7,7 @@ sequence's own last token, so padding changes the work done, never the answer.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
@@ -15,7 +15,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from spotdiff.backends import layouts
 from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
-from spotdiff.tasks.shared import epoch_batches, neutral_weights, probe_batch  # noqa: F401  (spec API)
+from spotdiff.tasks.shared import (  # noqa: F401  (spec API)
+    epoch_batches,
+    neutral_weights,
+    probe_batch,
+    where_batches,
+)
 
 PAD = 0  # token 0 is padding; tokens 1 and 2 are the label's markers, the rest noise
 POSITIVE, NEGATIVE = 1, 2
@@ -30,6 +35,15 @@ PROBE_CHECKS = (
     Check("param", "parameters after one step", atol=1e-6, rtol=1e-6),  # element by element
 )
 STRATEGIES = ("pad-max", "pad-batch", "packed")
+# hparams=aligned passes Adam's eps to every framework (Keras' default, 1e-7); hparams=native leaves
+# it to each: PyTorch and Optax 1e-8, Keras 1e-7 (docs/defaults.md). Betas are 0.9, 0.999 in all.
+ALIGNED_ADAM_EPS = 1e-7
+# `spotdiff where`: the layers record_steps records, in order, (name, kind), and the names of the
+# parameters in the probe's (in, out) layout (`in_out_layout`) as `where` reports them.
+WHERE_LAYERS = [("embedding", "embedding"), ("lstm", "lstm"), ("last", "last-state"), ("fc", "dense")]
+WHERE_PARAMS = {"embedding": "embedding.weight", "lstm_kernel": "lstm.kernel",
+                "lstm_recurrent": "lstm.recurrent_kernel", "lstm_bias": "lstm.bias",
+                "fc_kernel": "fc.kernel", "fc_bias": "fc.bias"}
 
 
 class SequencesParams(BaseModel):
@@ -49,6 +63,26 @@ class SequencesParams(BaseModel):
     batch_size: int = Field(32, ge=1, description="sequences per batch")
     lr: float = Field(0.005, gt=0, description="Adam learning rate (and the parity probe's SGD step)")
     parity_probe: bool = Field(True, description="record gradients and one SGD step from the shared weights")
+    hparams: Literal["aligned", "native"] = Field(
+        "aligned", description="aligned: Adam's eps (1e-7) passed to every framework; native: each "
+        "framework's own default (PyTorch and Optax 1e-8, Keras 1e-7)")
+
+    def optimizer_hparams(self) -> dict[str, float]:
+        """Neutral Adam settings for `hparams.native_kwargs(framework, "adam", ...)`."""
+        return {"lr": self.lr, "eps": ALIGNED_ADAM_EPS} if self.hparams == "aligned" else {"lr": self.lr}
+
+
+def where_named(probe_layout: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Parameters or gradients in the probe's layout, named as `spotdiff where` reports them."""
+    return {WHERE_PARAMS[name]: value for name, value in probe_layout.items()}
+
+
+def where_lstm_outputs(outputs: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """LSTM outputs (B, W, H) at any padded width W -> (B, T, H), T the batch's longest sequence,
+    zero past each sequence's end: what every strategy computes alike (padded steps are not)."""
+    longest = int(np.max(lengths))
+    real = np.arange(longest)[None, :] < np.asarray(lengths)[:, None]  # (B, T)
+    return np.where(real[..., None], outputs[:, :longest], 0).astype(outputs.dtype)
 
 
 def bucket_length(longest: int, max_len: int) -> int:
@@ -219,6 +253,7 @@ SPEC = TaskSpec(
         ("jax", "packed"): "masked lax.scan on power-of-two buckets (state frozen past each length)",
     },
     variants=("adam",),
+    where_steps=2,  # `spotdiff where`: record_steps in torch_impl, tf_impl, jax_impl
     params=SequencesParams,
     build_data=build_data,
     derive_metrics=derive_metrics,

@@ -12,6 +12,7 @@ import tensorflow as tf
 
 from spotdiff import parity
 from spotdiff.backends.tensorflow import weights
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.sequences import spec as neutral
 
 FRAMEWORK = "tensorflow"
@@ -49,7 +50,8 @@ def loss_fn(logits, labels):
 
 
 def make_optimizer(model: keras.Model, params) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
+    # learning_rate, and epsilon when aligned
+    optimizer = keras.optimizers.Adam(**native_kwargs("tensorflow", "adam", params.optimizer_hparams()))
     # Built now, not on the first step: variables created while tracing force a second trace.
     optimizer.build(model.trainable_variables)
     return optimizer
@@ -98,13 +100,19 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     step = build_runner(model, optimizer, mode, params.max_len, return_grads=True)
     loss, grads = step(*batch_tensors(data, "train", neutral.probe_batch(data, params.batch_size), mode,
                                       params.max_len))
+    grads_by_name, params_by_name = _probe_layout(model, grads), _probe_layout(model)
+    return parity.save_probe(cell_dir, float(loss), grads_by_name, params_by_name)
+
+
+def _probe_layout(model: SequenceClassifier, values=None) -> dict[str, np.ndarray]:
+    """The trainable variables (or matching gradients) by their probe names: Keras' layout is the
+    probe's (in, out) layout already."""
     variables = model.trainable_variables
     names = {id(model.embedding.embeddings): "embedding", id(model.lstm.cell.kernel): "lstm_kernel",
              id(model.lstm.cell.recurrent_kernel): "lstm_recurrent", id(model.lstm.cell.bias): "lstm_bias",
              id(model.fc.kernel): "fc_kernel", id(model.fc.bias): "fc_bias"}
-    grads_by_name = {names[id(v)]: g.numpy() for v, g in zip(variables, grads)}
-    params_by_name = {names[id(v)]: v.numpy() for v in variables}
-    return parity.save_probe(cell_dir, float(loss), grads_by_name, params_by_name)
+    values = variables if values is None else values
+    return {names[id(v)]: np.asarray(tf.convert_to_tensor(x)) for v, x in zip(variables, values)}
 
 
 def run(cell, params, data, cell_dir: Path):
@@ -130,3 +138,61 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's train step (a tf.function): every layer's output (the embedding
+    and the LSTM's outputs (B, T, H) cut to the batch's longest sequence, the LSTM's outputs zero
+    past each end; the state at the last real token (B, H); the logits), the loss, every gradient
+    and every parameter after the update, in the probe's (in, out) layout. The layers are called
+    one by one, eagerly, from the step's starting weights (the packed LSTM with its mask and
+    return_sequences on for the recording: the same states, every step of them).
+
+    align {"adam_eps": "hat"}: Keras' Adam computes epsilon-hat already, said explicitly.
+    align {"sparse_grads": "dense"}: the embedding's gradient made dense before the update.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.tensorflow import optim
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    # Keras 3 layers take the global dtype policy and optimiser variables floatx: set both to build.
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    try:
+        model = build_model(params, data, mode)
+        adam = native_kwargs("tensorflow", "adam", where_adam(params.optimizer_hparams(), align))
+        # Keras casts Python floats through float32: betas as numpy scalars keep a float64 run's
+        # bias correction in float64 (1 - 0.999 through float32 is 1.3e-5 off).
+        betas = {name: getattr(np, dtype)(value) for name, value in (("beta_1", 0.9), ("beta_2", 0.999))}
+        optimizer = keras.optimizers.Adam(**adam, **betas)
+        optimizer.build(model.trainable_variables)
+    finally:
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+    step = build_runner(model, optim.aligned(optimizer, align), mode, params.max_len, return_grads=True)
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        tokens, lengths, labels = batch_tensors(data, "train", rows, mode, params.max_len)
+        embedded = model.embedding(tokens)  # (B, W, E)
+        model.lstm.return_sequences = True
+        try:
+            outputs = model.lstm(embedded, mask=model.embedding.compute_mask(tokens))  # (B, W, H)
+        finally:
+            model.lstm.return_sequences = not model.masked
+        last = tf.gather(outputs, lengths - 1, batch_dims=1)  # (B, H)
+        recorded = {"embedding": embedded.numpy()[:, : int(lengths.numpy().max())],
+                    "lstm": neutral.where_lstm_outputs(outputs.numpy(), lengths.numpy()),
+                    "last": last.numpy(), "fc": model.fc(last).numpy()}
+        for name, value in recorded.items():
+            tensors[f"{index}/forward/{name}"] = value
+        loss, grads = step(tokens, lengths, labels)
+        tensors[f"{index}/loss"] = loss.numpy()
+        for key, value in neutral.where_named(_probe_layout(model, grads)).items():
+            tensors[f"{index}/grad/{key}"] = value
+        for key, value in neutral.where_named(_probe_layout(model)).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS.values()),
+            "optimizer": "adam", "aligned": honoured(align)}
+

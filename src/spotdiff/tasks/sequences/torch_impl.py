@@ -10,10 +10,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torch.nn.utils.rnn import pack_padded_sequence
+from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from spotdiff import parity
 from spotdiff.backends.torch import env, weights
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.sequences import spec as neutral
 
 FRAMEWORK = "torch"
@@ -58,7 +59,8 @@ def loss_fn(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)  # skips the frozen bias_hh
+    adam = native_kwargs("torch", "adam", params.optimizer_hparams())  # lr, and eps when aligned
+    return torch.optim.Adam(model.parameters(), **adam)  # skips the frozen bias_hh
 
 
 def batch_tensors(data, split: str, index: np.ndarray, mode: str, max_len: int):
@@ -149,3 +151,51 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's train step: every layer's output (the embedding and the LSTM's
+    outputs (B, T, H) cut to the batch's longest sequence, the LSTM's outputs zero past each end;
+    the state at the last real token (B, H); the logits), the loss, every gradient and every
+    parameter after the update, in the probe's (in, out) layout. The layers are called one by one
+    from the step's starting weights, the packed strategy through pad_packed_sequence.
+
+    align {"adam_eps": "hat"}: Adam written out as Keras computes it (torch.optim has no switch).
+    align {"sparse_grads": "dense"}: the gradients are dense already, said explicitly.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.torch.optim import aligned_adam
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    real = getattr(torch, dtype)
+    model = build_model(params, data, mode).to(device="cpu", dtype=real)
+    adam = native_kwargs("torch", "adam", where_adam(params.optimizer_hparams(), align))
+    optimizer = aligned_adam(torch.optim.Adam(model.parameters(), **adam), align)
+    step = build_runner(model, optimizer, mode, params.max_len)
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        tokens, lengths, labels = batch_tensors(data, "train", rows, mode, params.max_len)
+        with torch.no_grad():
+            embedded = model.embedding(tokens)  # (B, W, E)
+            if mode == "packed":
+                sequence = pack_padded_sequence(embedded, lengths, batch_first=True, enforce_sorted=False)
+                outputs = pad_packed_sequence(model.lstm(sequence)[0], batch_first=True)[0]  # (B, T, H)
+            else:
+                outputs = model.lstm(embedded)[0]  # (B, W, H)
+            last = outputs[torch.arange(len(lengths)), lengths - 1]  # (B, H)
+            outputs = {"embedding": embedded[:, : int(lengths.max())],
+                       "lstm": neutral.where_lstm_outputs(outputs.numpy(), lengths.numpy()),
+                       "last": last, "fc": model.fc(last)}
+        for name, value in outputs.items():
+            tensors[f"{index}/forward/{name}"] = np.array(value)
+        tensors[f"{index}/loss"] = step(tokens, lengths, labels).numpy().copy()
+        named = dict(model.named_parameters())
+        grads = {n: p.grad if p.grad is not None else torch.zeros_like(p) for n, p in named.items()}
+        for key, value in neutral.where_named(neutral.in_out_layout(weights.to_neutral(grads))).items():
+            tensors[f"{index}/grad/{key}"] = value
+        for key, value in neutral.where_named(neutral.in_out_layout(weights.to_neutral(named))).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS.values()),
+            "optimizer": "adam", "aligned": honoured(align)}
+

@@ -16,6 +16,7 @@ import numpy as np
 import optax
 
 from spotdiff import parity
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
 
@@ -55,6 +56,12 @@ def recursive_logits(model, tokens: jax.Array, ops: jax.Array, structure: tuple)
 def linearised_logits(model, batch: dict[str, jax.Array]) -> jax.Array:
     """One tree's node arrays (see trees.linearise) -> logits (2,): node states start as the leaf
     embeddings; each scan step writes one internal node from its two children."""
+    states = _linearised_states(model, batch)  # (N, H)
+    return states[batch["root"]] @ model["fc_kernel"] + model["fc_bias"]
+
+
+def _linearised_states(model, batch: dict[str, jax.Array]) -> jax.Array:
+    """Every node's state (N, H) of one tree's node arrays after the scan."""
     states = model["embedding"][batch["leaf_tokens"]] * batch["is_leaf"][:, None]  # (N, H)
 
     def step(states, node):
@@ -68,7 +75,7 @@ def linearised_logits(model, batch: dict[str, jax.Array]) -> jax.Array:
         batch["step_right"],
     )  # each (N // 2,)
     states, _ = jax.lax.scan(step, states, nodes)
-    return states[batch["root"]] @ model["fc_kernel"] + model["fc_bias"]
+    return states
 
 
 def tree_loss(model, tokens, ops, label, structure) -> jax.Array:
@@ -94,7 +101,7 @@ def loss_fn(model, data, split: str, index: np.ndarray, mode: str, batch_size: i
 
 def make_optimizer(model, params) -> tuple[optax.GradientTransformation, optax.OptState]:
     """Adam for `model` and its initial state (optax keeps the state apart from the optimizer)."""
-    optimizer = optax.adam(params.lr, eps=1e-7)
+    optimizer = optax.adam(**native_kwargs("jax", "adam", params.optimizer_hparams()))  # lr, eps if aligned
     return optimizer, optimizer.init(model)
 
 
@@ -232,3 +239,55 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's train step: every tree's leaf embeddings, its internal node
+    states in node order and the logits, the loss, every gradient and every parameter after the
+    update, in the neutral layout. The nodes are computed one by one from the step's starting
+    weights (children first, as the recursion reaches them).
+
+    align {"adam_eps": "hat"}: Adam written out as Keras computes it (Optax has no switch).
+    align {"sparse_grads": "dense"}: the gradients are dense already, said explicitly.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.jax.optim import adam
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
+    model = {k: jnp.asarray(v, dtype) for k, v in build_model(params, data).items()}
+    optimizer = adam(native_kwargs("jax", "adam", where_adam(params.optimizer_hparams(), align)), align)
+    opt_state = optimizer.init(model)
+    step, _ = build_runner(model, optimizer, mode, data, params.batch_size, return_grads=True)
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        for name, value in _node_states(model, data, rows).items():
+            tensors[f"{index}/forward/{name}"] = value
+        model, opt_state, loss, grads = step(model, opt_state, rows)
+        tensors[f"{index}/loss"] = np.asarray(loss)
+        for key, value in to_neutral(model, grads).items():
+            tensors[f"{index}/grad/{key}"] = value
+        for key, value in to_neutral(model, model).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS),
+            "optimizer": "adam", "aligned": honoured(align)}
+
+
+def _node_states(model, data, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Leaf embeddings (sum L, H), internal node states in node order (sum I, H), logits (B, 2):
+    the linearised scan's node states (one compile per bucket), whichever mode trains."""
+    batch = batch_arrays(data, "train", rows, len(rows))
+    per_tree = {k: v for k, v in batch.items() if k not in ("labels", "weight")}
+    states, logits = jax.device_get(_states_and_logits(model, per_tree))  # (B, N, H), (B, 2)
+    n_leaves = data["n_leaves_train"][rows]
+    return {"embedding": np.concatenate([states[b, :n] for b, n in enumerate(n_leaves)]),
+            "combine": np.concatenate([states[b, n:2 * n - 1] for b, n in enumerate(n_leaves)]),
+            "fc": logits}
+
+
+@jax.jit
+def _states_and_logits(model, batch: dict[str, jax.Array]) -> tuple[jax.Array, jax.Array]:
+    states = jax.vmap(_linearised_states, in_axes=(None, 0))(model, batch)  # (B, N, H)
+    root = states[jnp.arange(states.shape[0]), batch["root"]]  # (B, H)
+    return states, root @ model["fc_kernel"] + model["fc_bias"]

@@ -10,14 +10,19 @@ classifier predicting whether the expression's value is positive.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from spotdiff.parity import Check, compare, npz_reader
 from spotdiff.tasks.base import TaskSpec
-from spotdiff.tasks.shared import epoch_batches, neutral_weights, probe_batch  # noqa: F401  (spec API)
+from spotdiff.tasks.shared import (  # noqa: F401  (spec API)
+    epoch_batches,
+    neutral_weights,
+    probe_batch,
+    where_batches,
+)
 from spotdiff.tasks.trees import data as trees
 
 LOSS_TOL = 1e-4  # initial loss on the same batch, across modes and frameworks (float32), absolute
@@ -28,6 +33,13 @@ PROBE_CHECKS = (
     Check("grad", "gradients", atol=1e-7, rtol=1e-3, relative_to="magnitude"),  # per parameter
     Check("param", "parameters after one step", atol=1e-6, rtol=1e-6),  # element by element
 )
+# hparams=aligned passes Adam's eps to every framework (Keras' default, 1e-7); hparams=native
+# leaves it to each: PyTorch and Optax 1e-8, Keras 1e-7 (docs/defaults.md). Betas are 0.9, 0.999 in all.
+ALIGNED_ADAM_EPS = 1e-7
+# `spotdiff where`: the layers record_steps records, in order, (name, kind): every tree's leaf
+# embeddings (sum L, H), its internal node states in node order (sum I, H), the logits (B, 2).
+WHERE_LAYERS = [("embedding", "embedding"), ("combine", "tanh-dense"), ("fc", "dense")]
+WHERE_PARAMS = ("embedding.weight", "combine.weight", "combine.bias", "fc.weight", "fc.bias")
 MODES = {
     "torch": ("eager",),
     "tensorflow": ("eager", "function"),
@@ -49,6 +61,13 @@ class TreesParams(BaseModel):
     batch_size: int = Field(20, ge=1, description="trees per batch")
     lr: float = Field(0.01, gt=0, description="Adam learning rate (and the parity probe's SGD step)")
     parity_probe: bool = Field(True, description="record gradients and one SGD step from the shared weights")
+    hparams: Literal["aligned", "native"] = Field(
+        "aligned", description="aligned: Adam's eps (1e-7) passed to every framework; native: each "
+        "framework's own default (PyTorch and Optax 1e-8, Keras 1e-7)")
+
+    def optimizer_hparams(self) -> dict[str, float]:
+        """Neutral Adam settings for `hparams.native_kwargs(framework, "adam", ...)`."""
+        return {"lr": self.lr, "eps": ALIGNED_ADAM_EPS} if self.hparams == "aligned" else {"lr": self.lr}
 
 
 def build_data(params: TreesParams, seed: int) -> dict[str, np.ndarray]:
@@ -174,6 +193,7 @@ SPEC = TaskSpec(
         ): "node arrays run by lax.scan, vmapped over the batch, power-of-two node buckets",
     },
     variants=("adam",),
+    where_steps=2,  # `spotdiff where`: record_steps in torch_impl, tf_impl, jax_impl
     params=TreesParams,
     build_data=build_data,
     derive_metrics=derive_metrics,

@@ -16,6 +16,7 @@ import numpy as np
 import tensorflow as tf
 
 from spotdiff import parity
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
 
@@ -73,7 +74,8 @@ def loss_fn(model, data, split: str, index: np.ndarray, mode: str, batch_size: i
 
 
 def make_optimizer(model: TreeNet, params) -> keras.optimizers.Optimizer:
-    optimizer = keras.optimizers.Adam(learning_rate=params.lr, epsilon=1e-7)
+    # learning_rate, and epsilon when aligned
+    optimizer = keras.optimizers.Adam(**native_kwargs("tensorflow", "adam", params.optimizer_hparams()))
     # Built now, not on the first step: variables created while tracing force a second trace.
     optimizer.build(model.trainable_variables)
     return optimizer
@@ -198,3 +200,62 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's train step: every tree's leaf embeddings, its internal node
+    states in node order and the logits, the loss, every gradient and every parameter after the
+    update, in the neutral layout. The nodes are computed one by one, eagerly, from the step's
+    starting weights (children first, as the recursion reaches them).
+
+    align {"adam_eps": "hat"}: Keras' Adam computes epsilon-hat already, said explicitly.
+    align {"sparse_grads": "dense"}: the gathered gradients made dense before the update.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.tensorflow import optim
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    model = TreeNet({k: v.astype(dtype) for k, v in neutral.neutral_weights(data).items()})
+    floatx = keras.config.floatx()
+    keras.config.set_floatx(dtype)  # the optimiser's own variables (learning rate) take floatx
+    try:
+        # Keras casts Python floats through float32: betas as numpy scalars keep a float64 run's
+        # bias correction in float64 (1 - 0.999 through float32 is 1.3e-5 off).
+        betas = {name: getattr(np, dtype)(value) for name, value in (("beta_1", 0.9), ("beta_2", 0.999))}
+        adam = native_kwargs("tensorflow", "adam", where_adam(params.optimizer_hparams(), align))
+        optimizer = keras.optimizers.Adam(**adam, **betas)
+        optimizer.build(model.trainable_variables)
+    finally:
+        keras.config.set_floatx(floatx)
+    step, _ = build_runner(model, optim.aligned(optimizer, align), mode, data, params.batch_size,
+                           return_grads=True)
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        for name, value in _node_states(model, data, rows).items():
+            tensors[f"{index}/forward/{name}"] = value
+        loss, grads = step(rows)
+        tensors[f"{index}/loss"] = loss.numpy()
+        for key, value in to_neutral(model, grads).items():
+            tensors[f"{index}/grad/{key}"] = value
+        for key, value in to_neutral(model, model.trainable_variables).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS),
+            "optimizer": "adam", "aligned": honoured(align)}
+
+
+def _node_states(model: TreeNet, data, rows: np.ndarray) -> dict[str, np.ndarray]:
+    """Leaf embeddings (sum L, H), internal node states in node order (sum I, H), logits (B, 2)."""
+    leaves, internal, logits = [], [], []
+    for i in rows:
+        tokens, ops, (n_leaves, left, right) = tree_tensors(data, "train", int(i))
+        states = tf.unstack(tf.gather(model.embedding, tokens)[:, None, :])  # L x (1, H)
+        kernels, biases = tf.gather(model.combine_kernel, ops), tf.gather(model.combine_bias, ops)
+        for k in range(len(left)):  # node order: children always come first
+            children = tf.concat([states[left[k]], states[right[k]]], 1)  # (1, 2H)
+            states.append(tf.tanh(children @ kernels[k] + biases[k]))  # (1, H)
+        leaves += states[:n_leaves]
+        internal += states[n_leaves:]
+        logits.append(states[-1] @ model.fc_kernel + model.fc_bias)  # (1, 2)
+    return {name: tf.concat(values, 0).numpy()
+            for name, values in (("embedding", leaves), ("combine", internal), ("fc", logits))}

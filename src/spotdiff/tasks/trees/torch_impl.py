@@ -13,6 +13,7 @@ from torch import nn
 
 from spotdiff import parity
 from spotdiff.backends.torch import env, weights
+from spotdiff.hparams import native_kwargs
 from spotdiff.tasks.trees import data as trees
 from spotdiff.tasks.trees import spec as neutral
 
@@ -76,7 +77,7 @@ def loss_fn(
 
 
 def make_optimizer(model: nn.Module, params) -> torch.optim.Optimizer:
-    return torch.optim.Adam(model.parameters(), lr=params.lr, eps=1e-7)
+    return torch.optim.Adam(model.parameters(), **native_kwargs("torch", "adam", params.optimizer_hparams()))
 
 
 def evaluate(model, data, mode: str, params) -> float:
@@ -152,3 +153,50 @@ def run(cell, params, data, cell_dir: Path):
     if params.parity_probe:  # after the timed epochs, so that the first one stays cold
         artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` Adam steps from the shared weights in `dtype` on the first batches
+    of epoch 1, through this mode's train step: every tree's leaf embeddings, its internal node
+    states in node order and the logits, the loss, every gradient and every parameter after the
+    update, in the neutral layout. The nodes are computed one by one from the step's starting
+    weights (children first, as the recursion reaches them).
+
+    align {"adam_eps": "hat"}: Adam written out as Keras computes it (torch.optim has no switch).
+    align {"sparse_grads": "dense"}: the gradients are dense already, said explicitly.
+    align {"adam_eps_value": eps}: that eps passed."""
+    from spotdiff.backends.torch.optim import aligned_adam
+    from spotdiff.tasks.shared import honoured, where_adam
+
+    # variant: unused, the one variant is Adam
+    model = build_model(params, data).to(device="cpu", dtype=getattr(torch, dtype))
+    adam = native_kwargs("torch", "adam", where_adam(params.optimizer_hparams(), align))
+    step = build_runner(model, aligned_adam(torch.optim.Adam(model.parameters(), **adam), align), mode, data,
+                        params.batch_size)
+    tensors: dict[str, np.ndarray] = {}
+    for index, rows in enumerate(neutral.where_batches(data, params.batch_size, steps)):
+        with torch.no_grad():
+            for name, value in _node_states(model, data, rows).items():
+                tensors[f"{index}/forward/{name}"] = value.numpy().copy()
+        tensors[f"{index}/loss"] = step(rows).numpy().copy()
+        named = dict(model.named_parameters())
+        for key, value in weights.to_neutral({n: p.grad for n, p in named.items()}).items():
+            tensors[f"{index}/grad/{key}"] = value
+        for key, value in weights.to_neutral(named).items():
+            tensors[f"{index}/param/{key}"] = value
+    return {"tensors": tensors, "layers": neutral.WHERE_LAYERS, "params": list(neutral.WHERE_PARAMS),
+            "optimizer": "adam", "aligned": honoured(align)}
+
+
+def _node_states(model: TreeNet, data, rows: np.ndarray) -> dict[str, torch.Tensor]:
+    """Leaf embeddings (sum L, H), internal node states in node order (sum I, H), logits (B, 2)."""
+    leaves, internal, logits = [], [], []
+    for i in rows:
+        tokens, ops, left, right = trees.tree_at(data, "train", int(i))
+        states = list(model.embedding(torch.from_numpy(tokens).long()))  # L x (H,)
+        for k, op in enumerate(ops.tolist()):  # node order: children always come first
+            states.append(model.combine(op, states[left[k]], states[right[k]]))
+        leaves += states[: len(tokens)]
+        internal += states[len(tokens):]
+        logits.append(model.fc(states[-1]))
+    return {"embedding": torch.stack(leaves), "combine": torch.stack(internal), "fc": torch.stack(logits)}
