@@ -31,16 +31,20 @@ layout, PyTorch's:
 | attention   | q_weight, k_weight, v_weight (d, d) as (out, in), q_bias, k_bias, v_bias,           |
 |             | out_weight (d, d), out_bias                                                         |
 | other       | the framework's raw params by name (matched by order and shape, 2-D transposed)     |
-| (no params) | relu, gelu, flatten, dropout, ...: matched by kind in call order, outputs compared  |
+| (no params) | relu, gelu, flatten, ...: matched by kind in call order, outputs compared; dropout  |
+|             | is switched off; in Flax each `nnx.gelu` / `jax.nn.gelu` call is a layer `gelu[_N]` |
 
-Layer outputs are compared in the source's layout (NCHW conv features, (C, H, W) flatten order, a
-GRU's last hidden state (B, u)); parameter names in every record are the SOURCE's names
-(`fc1.weight`), so the report reads in the user's own terms. Matching pairs parametrised layers in
-call order by kind and canonical shape; `--map FILE` (TOML, `[layers] "source_name" = "target_name"`
-or `{ target = "...", transform = "transpose" }`) overrides it, `--dump-map FILE` writes the matching.
+Layer outputs are compared in PyTorch's layout whatever the source (NCHW conv features, (C, H, W)
+flatten order, a GRU's last hidden state (B, u), batch first); parameter names in every record
+are the SOURCE's names (`fc1.weight`), so the report reads in the user's own terms. Flax: an
+`nnx.RNN` over a `GRUCell` is one `gru` layer (dense_i, dense_h kernels and biases).
+
+Matching pairs parametrised layers in call order by kind and canonical shape; `--map FILE`
+(TOML, `[layers] "source_name" = "target_name"` or `{ target = "...", transform = "transpose" }`)
+overrides it, `--dump-map FILE` writes the matching.
 
 Modules: `specs` (parse model and input specs), `canonical` (neutral layouts per kind), `matching`
 (source layers -> target layers), `child` (one model recorded in its own process, adapters in
-`backends/<fw>/port.py`), `run` (the parent: record, then `locate`'s compare / verdict / causes),
+`backends/{torch,keras,jax}/port.py`), `run` (the parent: record, then `locate`'s compare / verdict / causes),
 `cli` (the verb).
 """

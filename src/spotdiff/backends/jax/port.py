@@ -27,13 +27,16 @@ KINDS = {
     "MultiHeadAttention": "attention",
     "Dropout": "dropout",
 }
-COMPOSITE = ("MultiHeadAttention",)
+COMPOSITE = ("MultiHeadAttention", "RNN")  # recorded as one layer, their inner modules not
 ROLES = {  # kind -> canonical name -> the module's attribute path
     "dense": {"weight": "kernel", "bias": "bias"},
     "conv2d": {"weight": "kernel", "bias": "bias"},
     "batchnorm": {"weight": "scale", "bias": "bias"},
     "layernorm": {"weight": "scale", "bias": "bias"},
     "embedding": {"weight": "embedding"},
+    # nnx.RNN over a GRUCell: gates r, z, n as PyTorch; the stock cell's dense_h has no bias
+    "gru": {"weight_ih": "cell.dense_i.kernel", "bias_ih": "cell.dense_i.bias",
+            "weight_hh": "cell.dense_h.kernel", "bias_hh": "cell.dense_h.bias"},
     "attention": {
         f"{p}_{k}": f"{m}.{k}"
         for p, m in (("q", "query"), ("k", "key"), ("v", "value"), ("out", "out"))
@@ -58,6 +61,11 @@ def build(model_spec: dict[str, Any], dtype: str, settings: dict[str, dict[str, 
     if not isinstance(model, nnx.Module):
         raise FactoryError(f"{model_spec['factory']} returned {type(model).__name__}, not a flax.nnx.Module")
     target = jnp.float64 if dtype == "float64" else jnp.float32
+    for _, module in nnx.iter_modules(model):  # what a module creates on the fly (an RNN's carry)
+        if hasattr(module, "param_dtype"):
+            module.param_dtype = target
+        if getattr(module, "dtype", None) is not None:
+            module.dtype = target
     for kind in (nnx.Param, nnx.BatchStat):
         state = nnx.state(model, kind)
         nnx.update(
@@ -71,22 +79,19 @@ def kind_of(module: nnx.Module) -> str:
     name = type(module).__name__
     if name == "Conv" and module.kernel.value.ndim != 4:
         return "other"
+    if name == "RNN" and isinstance(module.cell, nnx.GRUCell):
+        return "gru"
     has_params = bool(jax.tree.leaves(nnx.state(module, nnx.Param)))
     return KINDS.get(name, "other" if has_params else name.lower())
 
 
 def leaves(model: nnx.Module) -> dict[str, nnx.Module]:
-    found, inside = {}, []
-    for path, module in nnx.iter_modules(model):
-        name = ".".join(map(str, path))
-        if not path or any(name.startswith(f"{outer}.") for outer in inside):
-            continue
-        if type(module).__name__ in COMPOSITE:
-            inside.append(name)
-            found[name] = module
-        elif sum(1 for _ in nnx.iter_modules(module)) == 1:
-            found[name] = module
-    return found
+    """Modules without submodules, and the composite kinds whole (NNX lists children first)."""
+    modules = {".".join(map(str, path)): m for path, m in nnx.iter_modules(model) if path}
+    inside = [name for name, m in modules.items() if type(m).__name__ in COMPOSITE]
+    return {name: m for name, m in modules.items()
+            if not any(name.startswith(f"{outer}.") for outer in inside)
+            and (name in inside or sum(1 for _ in nnx.iter_modules(m)) == 1)}
 
 
 def layout(model: nnx.Module) -> str | None:
@@ -103,6 +108,8 @@ def _config(module: nnx.Module, kind: str) -> dict[str, Any]:
         return {"eps": module.epsilon, "momentum_new": 1.0 - module.momentum}
     if kind == "layernorm":
         return {"eps": module.epsilon}
+    if kind == "gru":
+        return {"reset_after": True}
     if kind == "conv2d":
         padding = module.padding
         return {
@@ -134,9 +141,23 @@ def _intercept(model: nnx.Module, names: set[str] | None, sink):
 
     for cls, original in originals.items():
         cls.__call__ = wrap(original)
+    calls = {"gelu": 0}
+    exact_gelu = jax.nn.gelu
+
+    def gelu(x, approximate=True, **kwargs):  # a function, not a module, in Flax: a layer of its own
+        name = "gelu" if not calls["gelu"] else f"gelu_{calls['gelu']}"
+        calls["gelu"] += 1
+        approximate = _state.get("gelu", {}).get(name, approximate)  # aligned to the source's
+        out = exact_gelu(x, approximate=approximate, **kwargs)
+        if names is None or name in names:
+            sink(name, x, out)
+        return out
+
+    jax.nn.gelu = nnx.gelu = gelu
     try:
         yield by_id
     finally:
+        jax.nn.gelu = nnx.gelu = exact_gelu
         for cls, original in originals.items():
             cls.__call__ = original
 
@@ -159,10 +180,10 @@ def describe(model: nnx.Module, inputs: list[np.ndarray]) -> list[dict[str, Any]
     return [
         {
             "name": n,
-            "kind": kind_of(layers[n]),
+            "kind": kind_of(layers[n]) if n in layers else "gelu",  # else: a gelu function call
             "in_shape": called.get(n, ([], []))[0],
             "out_shape": called.get(n, ([], []))[1],
-            "config": _config(layers[n], kind_of(layers[n])),
+            "config": _config(layers[n], kind_of(layers[n])) if n in layers else {},
         }
         for n in order
     ]
@@ -186,7 +207,9 @@ def _variables(module: nnx.Module, kind: str) -> tuple[dict[str, nnx.Variable], 
 
 def to_canonical(kind: str, native: dict[str, np.ndarray], flatten_chw=None) -> dict[str, np.ndarray]:
     out = dict(native)
-    if kind == "dense":
+    if kind == "gru":
+        out.update({k: np.ascontiguousarray(native[k].T) for k in ("weight_ih", "weight_hh")})
+    elif kind == "dense":
         out["weight"] = canonical.dense_from_native(native["weight"], flatten_chw)
     elif kind == "conv2d":
         out["weight"] = canonical.conv_from_native(native["weight"])
@@ -197,7 +220,9 @@ def to_canonical(kind: str, native: dict[str, np.ndarray], flatten_chw=None) -> 
 
 def to_native(kind: str, values: dict[str, np.ndarray], module, flatten_chw=None) -> dict[str, np.ndarray]:
     out = dict(values)
-    if kind == "dense":
+    if kind == "gru":
+        out.update({k: np.ascontiguousarray(values[k].T) for k in ("weight_ih", "weight_hh")})
+    elif kind == "dense":
         out["weight"] = canonical.dense_to_native(values["weight"], flatten_chw)
     elif kind == "conv2d":
         out["weight"] = canonical.conv_to_native(values["weight"])
@@ -212,14 +237,14 @@ def _value(variable: Any) -> np.ndarray:
 
 def export(model: nnx.Module, names: list[str], flatten: dict) -> dict[str, dict[str, dict[str, np.ndarray]]]:
     layers, found = leaves(model), {}
-    for name in names:
+    for name in (n for n in names if n in layers):  # not the gelu calls: no parameters
         kind = kind_of(layers[name])
         params, stats = _variables(layers[name], kind)
         found[name] = {
             "params": to_canonical(kind, {k: _value(v) for k, v in params.items()}, flatten.get(name)),
             "buffers": {k: _value(v) for k, v in stats.items()},
         }
-    return found
+    return {name: found.get(name, {"params": {}, "buffers": {}}) for name in names}
 
 
 def load(model: nnx.Module, weights: dict[str, dict[str, np.ndarray]], flatten: dict) -> None:
@@ -239,8 +264,9 @@ def load(model: nnx.Module, weights: dict[str, dict[str, np.ndarray]], flatten: 
 
 def apply(model: nnx.Module, settings: dict[str, dict[str, Any]], request: dict[str, Any]) -> set[str]:
     layers, honoured = leaves(model), set()
+    _state["gelu"] = {}
     for name, wanted in settings.items():
-        module = layers[name]
+        module = layers.get(name)
         for key, value in wanted.items():
             if key in ("layernorm_eps", "batchnorm_eps"):
                 module.epsilon = value
@@ -248,6 +274,8 @@ def apply(model: nnx.Module, settings: dict[str, dict[str, Any]], request: dict[
                 module.momentum = 1.0 - value
             elif key == "same_padding" and not isinstance(value, str):
                 module.padding = [(p, p) for p in value]
+            elif key == "gelu" and module is None:  # a gelu call: its approximation as the source's
+                _state.setdefault("gelu", {})[name] = value == "tanh"
             else:
                 continue
             honoured.add(key)
@@ -271,7 +299,7 @@ def make_optimizer(o: dict[str, Any]) -> optax.GradientTransformation:
 
 def _per_layer(model: nnx.Module, names: list[str], flatten: dict, with_stats: bool) -> dict[str, dict]:
     layers, found = leaves(model), {}
-    for name in names:
+    for name in (n for n in names if n in layers):  # not the gelu calls: no parameters
         kind = kind_of(layers[name])
         params, stats = _variables(layers[name], kind)
         if params:

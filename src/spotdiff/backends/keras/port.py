@@ -50,7 +50,10 @@ def build(model_spec: dict[str, Any], dtype: str, settings: dict[str, dict[str, 
     reset_after = next((s["gru_reset_after"] for s in settings.values() if "gru_reset_after" in s), None)
     original = keras.layers.GRU.__init__
     if reset_after is not None:  # a structural setting: the layer is built with it
-        keras.layers.GRU.__init__ = functools.partialmethod(original, reset_after=bool(reset_after))
+        def forced(self, *args, **kwargs):  # over whatever the user's code passes
+            original(self, *args, **{**kwargs, "reset_after": bool(reset_after)})
+
+        keras.layers.GRU.__init__ = forced
     try:
         model = call_factory(model_spec["path"], model_spec["factory"])
     finally:
