@@ -124,3 +124,63 @@ def test_out_refuses_a_folder_that_holds_a_port_check(tmp_path):
     line = _one_line_exit_2(run_cli("port", f"{TORCH}:MLP", f"{TORCH}:MLP", "--input", "float32[4,6]",
                                     "--out", str(tmp_path)))
     assert "already holds a port check" in line
+
+
+# The neutral pieces, in this process (numpy only): layouts, matching, specs.
+def test_canonical_layouts_go_there_and_back_and_match_a_numpy_oracle():
+    import numpy as np
+
+    from spotdiff.port import canonical
+
+    rng = np.random.default_rng(0)
+    gru = {"weight_ih": rng.normal(size=(12, 5)), "weight_hh": rng.normal(size=(12, 4)),
+           "bias_ih": rng.normal(size=12), "bias_hh": rng.normal(size=12)}
+    kernel, recurrent, bias = canonical.gru_to_keras(gru, reset_after=True)
+    assert kernel.shape == (5, 12) and bias.shape == (2, 12)
+    assert np.array_equal(kernel[:, :4], gru["weight_ih"][4:8].T)  # Keras' first gate is z, torch's second
+    back = canonical.gru_from_keras(kernel, recurrent, bias)
+    assert all(np.array_equal(back[k], gru[k]) for k in gru)
+    attention = {f"{n}_{p}": rng.normal(size=(8, 8) if p == "weight" else 8)
+                 for n in ("q", "k", "v", "out") for p in ("weight", "bias")}
+    native = canonical.attention_to_native(attention, heads=2)
+    assert native["q_kernel"].shape == (8, 2, 4) and native["out_kernel"].shape == (2, 4, 8)
+    assert all(np.array_equal(canonical.attention_from_native(native)[k], attention[k]) for k in attention)
+    features = rng.normal(size=(3, 2, 4, 5))  # NCHW
+    channels_last = canonical.feature_map_to_native(features).reshape(3, -1)  # a Keras/Flax flatten
+    assert np.array_equal(canonical.flatten_to_canonical(channels_last, (4, 5, 2)), features.reshape(3, -1))
+
+
+def _layer(name, kind, **shapes):
+    return {"name": name, "kind": kind, "shapes": shapes, "config": {}}
+
+
+def test_matching_pairs_in_order_transposes_raw_params_and_names_what_it_cannot_match(tmp_path):
+    from spotdiff.port import matching
+
+    source = [_layer("fc1", "dense", weight=(8, 6), bias=(8,)), _layer("act", "relu"),
+              _layer("head", "other", w=(3, 8))]
+    target = [_layer("dense", "dense", weight=(8, 6), bias=(8,)), _layer("re_lu", "relu"),
+              _layer("out", "other", kernel=(8, 3))]
+    pairs = matching.match(source, target)
+    assert [(p.source, p.target, p.transform) for p in pairs] == [
+        ("fc1", "dense", "none"), ("head", "out", "transpose"), ("act", "re_lu", "none")]
+    matching.write_map(pairs, tmp_path / "map.toml", "torch:a.py:A", "keras:b.py:B")
+    assert matching.read_map(tmp_path / "map.toml")["head"] == ("out", "transpose")
+    dense, norm = {"weight": (8, 8), "bias": (8,)}, {"weight": (8,), "bias": (8,)}
+    swapped = [_layer("x", "dense", **dense), _layer("y", "layernorm", **norm)]
+    theirs = [_layer("ln", "layernorm", **norm), _layer("d", "dense", **dense)]
+    with pytest.raises(matching.MatchError, match=r"cannot match x\.weight .* candidates: d \(dense"):
+        matching.match(swapped, theirs)
+    pinned = matching.match(swapped, theirs, {"x": ("d", "none"), "y": ("ln", "none")})
+    assert [(p.source, p.target) for p in pinned] == [("x", "d"), ("y", "ln")]
+
+
+def test_input_specs_parse_and_keras_backends_label_their_model(tmp_path):
+    from spotdiff.port import specs
+
+    parsed = specs.parse_inputs(["int32[8,16]:vocab=100", "float32[2,3]"])
+    assert (parsed[0].dtype, parsed[0].shape, parsed[0].vocab) == ("int32", (8, 16), 100)
+    (tmp_path / "m.py").write_text("def build(): pass\n")
+    assert specs.parse_model(f"keras@jax:{tmp_path / 'm.py'}:build").label == "keras@jax"
+    with pytest.raises(specs.UserError, match="vocab= is for integer inputs"):
+        specs.parse_inputs(["float32[2]:vocab=3"])
