@@ -25,6 +25,51 @@ def spotdiff_home(tmp_path_factory) -> Path:
         os.environ["SPOTDIFF_HOME"] = previous
 
 
+# Real runs shared by several test files (session scope: each child starts once per test session).
+EXPONENT_STEPS = 300  # long enough to converge towards the true phi, and several timed blocks
+DIGITS_SMALL = {"limit_train": 192, "limit_test": 60, "epochs": 2, "batch_size": 32}
+NATIVE = ["torch", "tensorflow", "jax"]  # Keras on every backend: tests/test_keras.py
+
+
+@pytest.fixture(scope="session")
+def exponent_matrix_run(tmp_path_factory) -> tuple[dict, Path]:
+    """Exponent's whole native matrix (18 cells) at EXPONENT_STEPS, two repeats, indexed and rendered:
+    tests/test_exponent.py checks its metrics, parity and history, tests/test_tensorboard.py its
+    event files and `spotdiff board`."""
+    from spotdiff.experiment import build_experiment
+    from spotdiff.orchestrate import run_experiment
+
+    run_dir = tmp_path_factory.mktemp("exponent-run")
+    exp = build_experiment({"tasks": ["exponent"], "frameworks": NATIVE, "repeats": 2, "threads": 1,
+                            "device": "cpu", "overrides": {"steps": EXPONENT_STEPS}})
+    results, _ = run_experiment(exp, run_dir)
+    return results, run_dir
+
+
+@pytest.fixture(scope="session")
+def digits_small_run(tmp_path_factory) -> tuple[dict, Path]:
+    """Digits' whole native matrix (7 cells) on DIGITS_SMALL: tests/test_digits.py checks every cell,
+    tests/test_serve.py exports and serves its trained models."""
+    from spotdiff.experiment import build_experiment
+    from spotdiff.orchestrate import run_experiment
+
+    exp = build_experiment({"tasks": ["digits"], "frameworks": NATIVE, "threads": 1, "device": "cpu",
+                            "overrides": DIGITS_SMALL})
+    return run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
+
+
+@pytest.fixture(scope="session")
+def exported_models(digits_small_run, tmp_path_factory) -> tuple[dict, Path]:
+    """Every export format of digits_small_run's models (the first ok cell of each framework):
+    tests/test_serve.py checks this export, the other serving tests serve copies of parts of it
+    (serve_support.serving_root), so each model is trained and compiled once per session."""
+    from spotdiff.serve.export import ALL_FORMATS, run_export
+
+    _, run_dir = digits_small_run
+    root = tmp_path_factory.mktemp("models")
+    return run_export(run_dir, root, list(ALL_FORMATS)), root
+
+
 def require(module: str):
     """Import an optional dependency for a test module: skip without it on a developer's machine,
     fail under CI (CI=true), where a silently skipped module would hide a missing install."""

@@ -5,13 +5,12 @@ from __future__ import annotations
 import json
 
 import pytest
+from conftest import EXPONENT_STEPS as STEPS
+from conftest import NATIVE
 
 from spotdiff.experiment import build_experiment, expand
-from spotdiff.orchestrate import run_experiment
 from spotdiff.tasks.exponent.spec import PARITY_FINAL_TOL, PARITY_TRAJECTORY_TOL
 
-STEPS = 300
-NATIVE = ["torch", "tensorflow", "jax"]  # Keras on every backend: tests/test_keras.py
 MATRIX = [(c.framework, c.mode, c.variant)
           for c in expand(build_experiment({"tasks": ["exponent"], "frameworks": NATIVE}))]
 METRICS = (
@@ -21,13 +20,10 @@ METRICS = (
 
 
 @pytest.fixture(scope="module")
-def matrix_run(tmp_path_factory):
-    """One real run of the whole default matrix at a small step count."""
-    run_dir = tmp_path_factory.mktemp("exponent-run")
-    exp = build_experiment({"tasks": ["exponent"], "frameworks": NATIVE, "repeats": 2, "threads": 1,
-                            "device": "cpu", "overrides": {"steps": STEPS}})
-    results, _ = run_experiment(exp, run_dir)
-    return results, run_dir
+def matrix_run(exponent_matrix_run):
+    """One real run of the whole default matrix at a small step count (conftest: shared with
+    tests/test_tensorboard.py)."""
+    return exponent_matrix_run
 
 
 def _cell(results, framework, mode, variant):
