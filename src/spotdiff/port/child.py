@@ -42,6 +42,8 @@ def _environment(model: dict[str, Any]) -> None:
     os.environ["JAX_PLATFORMS"] = "cpu"
     if model["framework"] == "keras":
         os.environ["KERAS_BACKEND"] = model["backend"]
+    if model["backend"] in ("jax", "flax"):
+        os.environ["JAX_ENABLE_X64"] = "1"  # the float64 run; float32 arrays stay float32
 
 
 def make_inputs(specs: list[dict[str, Any]], vocab: int | None, seed: int) -> list[Any]:

@@ -350,6 +350,47 @@ def make_optimizer(o: dict[str, Any]) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(learning_rate=lr, rho=o["rho"], epsilon=o["eps"])
 
 
+def _mean_square(out: Any) -> Any:
+    out = out[0] if isinstance(out, (list, tuple)) else out
+    return keras.ops.mean(keras.ops.square(out))
+
+
+def _loss_and_grads(model: keras.Model, xs: Any, trainable: list, outputs: dict) -> tuple[Any, list]:
+    """The loss and one gradient per trainable variable, the backend's own way; the running
+    statistics updated as a training call updates them; layer outputs land in `outputs`."""
+    backend = keras.backend.backend()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            loss = _mean_square(model(xs, training=True))
+        return loss, tape.gradient(loss, trainable)
+    if backend == "torch":
+        import torch
+
+        loss = _mean_square(model(xs, training=True))
+        return loss, list(torch.autograd.grad(loss, [v.value for v in trainable], allow_unused=True))
+    import jax
+
+    others = model.non_trainable_variables
+
+    def loss_fn(values, other_values):
+        captured = {}
+        kept = dict(outputs)
+        out, new_others = model.stateless_call(values, other_values, xs, training=True)
+        captured.update({k: v for k, v in outputs.items() if k not in kept})
+        outputs.clear()
+        outputs.update(kept)
+        return _mean_square(out), (captured, new_others)
+
+    (loss, (captured, new_others)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
+        [v.value for v in trainable], [v.value for v in others])
+    outputs.update(captured)
+    for variable, value in zip(others, new_others):
+        variable.assign(value)
+    return loss, grads
+
+
 def record(
     model: keras.Model,
     inputs: list[np.ndarray],
@@ -359,13 +400,7 @@ def record(
     flatten: dict,
     dtype: str,
 ) -> list[dict[str, Any]]:
-    """`steps` training steps (tf.GradientTape) on the mean square of the output."""
-    if keras.backend.backend() != "tensorflow":
-        raise NotImplementedError(
-            f"recording Keras on {keras.backend.backend()} is not supported yet; use the tensorflow backend"
-        )
-    import tensorflow as tf
-
+    """`steps` training steps on the mean square of the output, on the backend Keras runs on."""
     layers, outputs = leaves(model), {}
     watched = {n: layers[n] for n in names}
     restore = _intercept(watched, lambda name, x, out: outputs.setdefault(name, out))
@@ -376,11 +411,7 @@ def record(
     try:
         for _ in range(steps):
             outputs.clear()
-            with tf.GradientTape() as tape:
-                out = model(xs, training=True)
-                out = out[0] if isinstance(out, (list, tuple)) else out
-                loss = tf.reduce_mean(tf.square(out))
-            grads = tape.gradient(loss, trainable)
+            loss, grads = _loss_and_grads(model, xs, trainable, outputs)
             grad_of = {id(v): g for v, g in zip(trainable, grads)}
             grad_rows = {}
             for name, layer in watched.items():
