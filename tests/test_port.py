@@ -29,10 +29,11 @@ def port(out: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def faithful_conv(tmp_path_factory):
-    """Conv -> BatchNorm -> relu -> flatten -> dense, PyTorch into Keras and Flax (both channels-last)."""
+    """Conv -> BatchNorm -> relu -> flatten -> dense, PyTorch into Keras and Flax (both channels-last),
+    trained on cross-entropy against seeded labels (`--labels`)."""
     out = tmp_path_factory.mktemp("faithful")
     return (*port(out, f"{TORCH}:ConvNet", f"{KERAS}:convnet", f"{FLAX}:ConvNet",
-                  "--input", "float32[4,2,4,4]", "--dump-map", str(out / "map.toml")), out)
+                  "--input", "float32[4,2,4,4]", "--labels", "--dump-map", str(out / "map.toml")), out)
 
 
 @pytest.fixture(scope="module")
@@ -47,6 +48,7 @@ def test_a_faithful_conv_port_matches_within_the_floor(faithful_conv):
     assert result.returncode == 0, result.stdout + result.stderr[-2000:]
     assert found["base"]["status"] == "no divergence" and found["cause"] is None
     assert found["base"]["max_ratio"] < found["threshold"]
+    assert found["optimizer"]["loss"] == "cross_entropy"
     rows = {row["key"] for row in found["base"]["pairs"]["torch|keras"]["rows"]}
     # every layer's output, the loss, gradients, updated parameters and running statistics, by torch names
     assert {"1/forward/conv", "1/forward/bn", "1/forward/fc", "1/loss", "1/grad/conv.weight",

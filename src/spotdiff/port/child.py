@@ -287,6 +287,12 @@ def record(request: dict[str, Any], out_dir: Path) -> dict[str, Any]:
                     "traceback": traceback.format_exc()[-3000:],
                 }
                 continue
+            narrow = sorted(n for n, v in got["tensors"].items()
+                            if v.dtype.kind == "f" and v.dtype.itemsize < np.dtype(dtype).itemsize)
+            if narrow:  # a "float64" run in float32 would measure a floor of zero on its side
+                answer["runs"][key] = {"status": "failed", "error": f"asked for {dtype}, recorded "
+                                       f"{got['tensors'][narrow[0]].dtype}: {', '.join(narrow[:3])}"}
+                continue
             np.savez(out_dir / f"{key}.npz", **got["tensors"])
             answer["runs"][key] = {
                 "status": "ok",

@@ -63,6 +63,8 @@ def port(
         None, "--map", help="TOML: [layers] source = target (default: match in call order by kind and shape)"
     ),
     dump_map: Optional[Path] = typer.Option(None, "--dump-map", help="write the matching chosen (TOML)"),
+    labels: bool = typer.Option(False, "--labels", help="loss: cross-entropy against seeded labels "
+                                "over the output's last axis (default: mean square of the output)"),
     seed: int = typer.Option(0, "--seed", help="seed of the drawn inputs (default 0)"),
     out: Optional[Path] = typer.Option(None, "--out", help="output folder (default runs/<timestamp>)"),
     timeout: float = typer.Option(900.0, "--timeout", help="seconds per round of recorders (default 900)"),
@@ -104,7 +106,7 @@ def port(
         parsed_inputs,
         layout,
         steps,
-        optimizer_settings(optimizer, lr, native),
+        optimizer_settings(optimizer, lr, native, labels, seed),
         pinned,
         seed,
         timeout,

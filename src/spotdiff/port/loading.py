@@ -19,14 +19,21 @@ ALIGNED = {
 DEFAULT_LR = {"sgd": 0.1, "adam": 1e-3, "adamw": 1e-3, "rmsprop": 1e-3}
 
 
-def optimizer_settings(name: str, lr: float | None, native: bool) -> dict[str, Any]:
-    """{"name", "lr", "native", ...the aligned settings unless native}."""
-    return {
-        "name": name,
-        "lr": DEFAULT_LR[name] if lr is None else lr,
-        "native": native,
-        **({} if native else ALIGNED[name]),
-    }
+def optimizer_settings(name: str, lr: float | None, native: bool, labels: bool = False,
+                       seed: int = 0) -> dict[str, Any]:
+    """How every child trains: {"name", "lr", "native", ...the aligned settings unless native,
+    "loss": mean_square | cross_entropy, "seed"}."""
+    return {"name": name, "lr": DEFAULT_LR[name] if lr is None else lr, "native": native,
+            "loss": "cross_entropy" if labels else "mean_square", "seed": seed,
+            **({} if native else ALIGNED[name])}
+
+
+def labels_for(output_shape: tuple[int, ...], seed: int) -> Any:
+    """Class labels for a (B, ..., C) output, the same in every framework: int64 (B, ...) drawn in
+    [0, C) from `seed`."""
+    import numpy as np
+
+    return np.random.default_rng(seed + 1).integers(0, output_shape[-1], tuple(output_shape[:-1]))
 
 
 def factory_from_file(path: str, name: str) -> Callable[..., Any]:

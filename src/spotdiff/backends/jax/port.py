@@ -16,7 +16,7 @@ import optax
 from flax import nnx
 
 from spotdiff.port import canonical
-from spotdiff.port.loading import FactoryError, call_factory
+from spotdiff.port.loading import FactoryError, call_factory, labels_for
 
 KINDS = {
     "Linear": "dense",
@@ -309,6 +309,14 @@ def _per_layer(model: nnx.Module, names: list[str], flatten: dict, with_stats: b
     return found
 
 
+def _loss(out: jax.Array, training: dict[str, Any]) -> jax.Array:
+    """The mean square of the output, or cross-entropy against `labels_for` its shape."""
+    if training.get("loss") != "cross_entropy":
+        return jnp.mean(out**2)
+    labels = jnp.asarray(labels_for(tuple(out.shape), training["seed"]))[..., None]
+    return -jnp.mean(jnp.take_along_axis(jax.nn.log_softmax(out, axis=-1), labels, axis=-1))
+
+
 def record(
     model: nnx.Module,
     inputs: list[np.ndarray],
@@ -335,7 +343,7 @@ def record(
         with _intercept(m, wanted, lambda name, x, out: captured.setdefault(name, out)):
             out = m(*xs)
         out = out[0] if isinstance(out, tuple) else out
-        return jnp.mean(out**2), (captured, nnx.state(m, nnx.BatchStat))
+        return _loss(out, optimizer), (captured, nnx.state(m, nnx.BatchStat))
 
     step = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))  # one compile, both steps
     found = []

@@ -13,7 +13,7 @@ import keras
 import numpy as np
 
 from spotdiff.port import canonical
-from spotdiff.port.loading import FactoryError, call_factory
+from spotdiff.port.loading import FactoryError, call_factory, labels_for
 
 KINDS = {
     "Dense": "dense",
@@ -350,12 +350,17 @@ def make_optimizer(o: dict[str, Any]) -> keras.optimizers.Optimizer:
     return keras.optimizers.RMSprop(learning_rate=lr, rho=o["rho"], epsilon=o["eps"])
 
 
-def _mean_square(out: Any) -> Any:
+def _loss(out: Any, training: dict[str, Any]) -> Any:
+    """The mean square of the output, or cross-entropy against `labels_for` its shape."""
     out = out[0] if isinstance(out, (list, tuple)) else out
-    return keras.ops.mean(keras.ops.square(out))
+    if training.get("loss") != "cross_entropy":
+        return keras.ops.mean(keras.ops.square(out))
+    labels = labels_for(tuple(out.shape), training["seed"])[..., None]
+    return -keras.ops.mean(keras.ops.take_along_axis(keras.ops.log_softmax(out, axis=-1), labels, axis=-1))
 
 
-def _loss_and_grads(model: keras.Model, xs: Any, trainable: list, outputs: dict) -> tuple[Any, list]:
+def _loss_and_grads(model: keras.Model, xs: Any, trainable: list, outputs: dict,
+                    training: dict[str, Any]) -> tuple[Any, list]:
     """The loss and one gradient per trainable variable, the backend's own way; the running
     statistics updated as a training call updates them; layer outputs land in `outputs`."""
     backend = keras.backend.backend()
@@ -363,12 +368,12 @@ def _loss_and_grads(model: keras.Model, xs: Any, trainable: list, outputs: dict)
         import tensorflow as tf
 
         with tf.GradientTape() as tape:
-            loss = _mean_square(model(xs, training=True))
+            loss = _loss(model(xs, training=True), training)
         return loss, tape.gradient(loss, trainable)
     if backend == "torch":
         import torch
 
-        loss = _mean_square(model(xs, training=True))
+        loss = _loss(model(xs, training=True), training)
         return loss, list(torch.autograd.grad(loss, [v.value for v in trainable], allow_unused=True))
     import jax
 
@@ -381,7 +386,7 @@ def _loss_and_grads(model: keras.Model, xs: Any, trainable: list, outputs: dict)
         captured.update({k: v for k, v in outputs.items() if k not in kept})
         outputs.clear()
         outputs.update(kept)
-        return _mean_square(out), (captured, new_others)
+        return _loss(out, training), (captured, new_others)
 
     (loss, (captured, new_others)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
         [v.value for v in trainable], [v.value for v in others])
@@ -411,7 +416,7 @@ def record(
     try:
         for _ in range(steps):
             outputs.clear()
-            loss, grads = _loss_and_grads(model, xs, trainable, outputs)
+            loss, grads = _loss_and_grads(model, xs, trainable, outputs, optimizer)
             grad_of = {id(v): g for v, g in zip(trainable, grads)}
             grad_rows = {}
             for name, layer in watched.items():

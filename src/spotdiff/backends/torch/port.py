@@ -10,7 +10,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from spotdiff.port.loading import FactoryError, call_factory
+from spotdiff.port.loading import FactoryError, call_factory, labels_for
 
 KINDS = (
     (nn.Linear, "dense"),
@@ -270,6 +270,14 @@ class BiasedRunningVar:
         self.before = None
 
 
+def _loss(out: torch.Tensor, training: dict[str, Any]) -> torch.Tensor:
+    """The mean square of the output, or cross-entropy against `labels_for` its shape."""
+    if training.get("loss") != "cross_entropy":
+        return out.pow(2).mean()
+    labels = torch.from_numpy(labels_for(tuple(out.shape), training["seed"]))
+    return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), labels.reshape(-1))
+
+
 def record(
     model: nn.Module,
     inputs: list[np.ndarray],
@@ -306,7 +314,7 @@ def record(
             outputs.clear()
             opt.zero_grad()
             out = _first_tensor(model(*xs), model)
-            loss = out.pow(2).mean()
+            loss = _loss(out, optimizer)
             loss.backward()
             for fix in fixes:
                 fix.fix()
