@@ -49,7 +49,8 @@ def paragraph(result: dict[str, Any]) -> str:
     odd = base["odd_one_out"]
     if odd:
         others = [n for n in result["frameworks"] if n != odd and n not in base["failures"]]
-        text += f" {odd} is the odd one out: it differs from {' and '.join(others)}, which agree."
+        listed = " and ".join([", ".join(others[:-1]), others[-1]] if len(others) > 2 else others)
+        text += f" {odd} is the odd one out: it differs from {listed}, which agree."
     elif len(result["frameworks"]) - len(base["failures"]) < 3:
         text += " With two frameworks the vote cannot say which one is off."
     cause = result["cause"]

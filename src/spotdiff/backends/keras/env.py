@@ -1,4 +1,4 @@
-"""Keras 3 process settings: the backend it runs on, seed, float32, device sync.
+"""Keras 3 process settings: the backend it runs on, seed, float32 (or float64 for a while), sync.
 
 The backend is the cell's mode (spotdiff.frameworks: `jax`, `jax-jit`, `torch`, ...); the worker
 sets KERAS_BACKEND from it before this module is imported. The backend framework is imported and
@@ -7,9 +7,11 @@ pinned by its own env module (threads, device, TF32 off), then Keras on top of i
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import random
+from collections.abc import Iterator
 from typing import Any
 
 # The backend's own env first: it imports the backend framework before Keras does.
@@ -45,3 +47,38 @@ def sync(x: Any = None) -> None:
 
 def peak_device_memory_mb() -> float | None:
     return backend_env.peak_device_memory_mb()
+
+
+@contextlib.contextmanager
+def computing_in(dtype: str) -> Iterator[None]:
+    """Inside, Keras builds and computes in `dtype` ("float32" or "float64") on any backend: floatx
+    and the global dtype policy (layers take the policy, losses and optimizer variables floatx).
+
+    For float64 also: JAX's x64, and Keras' own type promotion keeps float64. Keras 3 maps every
+    float64 result to float32 except on TensorFlow (as JAX does without x64), so a Dense layer's
+    matmul, ops.mean or a loss's reduction given float64 compute in float32 on JAX and PyTorch;
+    a float64 reference run (`spotdiff where`) must not. Everything is restored on the way out.
+    """
+    from keras.src.backend.common import dtypes  # the promotion table has no public switch
+
+    floatx, policy = keras.config.floatx(), keras.config.dtype_policy()
+    table = getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})
+    narrowed = table.get("float64", "float64")
+    x64 = None
+    if BACKEND == "jax" and dtype == "float64":
+        import jax
+
+        x64 = jax.config.jax_enable_x64
+        jax.config.update("jax_enable_x64", True)
+    keras.config.set_floatx(dtype)
+    keras.config.set_dtype_policy(dtype)
+    if dtype == "float64":
+        table["float64"] = "float64"
+    try:
+        yield
+    finally:
+        table["float64"] = narrowed
+        keras.config.set_floatx(floatx)
+        keras.config.set_dtype_policy(policy)
+        if x64 is not None:
+            jax.config.update("jax_enable_x64", x64)

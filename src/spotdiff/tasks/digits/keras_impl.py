@@ -9,6 +9,7 @@ from __future__ import annotations
 import random
 import time
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -17,45 +18,17 @@ from keras import ops
 from spotdiff import measure
 from spotdiff.backends.keras import env, weights
 from spotdiff.hparams import native_kwargs
-from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits import common, keras_model
 from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.models import FLATTEN_CHW
-from spotdiff.tasks.digits.spec import epoch_batches, neutral_weights
+from spotdiff.tasks.digits.spec import epoch_batches
 
 BACKEND = keras.backend.backend()
 
 
 def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> keras.Model:
     # seed: unused; Keras seeds its layers from the global generators, which run seeds
-    layers = keras.layers
-    if params.model == "pytorch-examples":
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(10, 5, name="conv1"),
-            layers.MaxPooling2D(2), layers.ReLU(),
-            layers.Conv2D(20, 5, name="conv2"),
-            layers.SpatialDropout2D(0.5 if dropout else 0.0),
-            layers.MaxPooling2D(2), layers.ReLU(),
-            layers.Flatten(),  # (B, 4*4*20) in (H, W, C) order
-            layers.Dense(50, activation="relu", name="fc1"),
-            layers.Dropout(0.5 if dropout else 0.0),
-            layers.Dense(10, name="fc2"),
-        ])
-    else:
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),  # (B, 7*7*64)
-            layers.Dense(1024, activation="relu", name="fc1"),
-            layers.Dropout(0.4 if dropout else 0.0),
-            layers.Dense(10, name="fc2"),
-        ])
-    if init == "shared":
-        weights.load_neutral(model, neutral_weights(data), "fc1", FLATTEN_CHW[params.model])
-    return model
+    return keras_model.build_model(params, data, init, dropout)
 
 
 class OrderedBatches(keras.utils.PyDataset):
@@ -269,3 +242,70 @@ def run(cell, params, data, cell_dir: Path):
                                     model.count_params(), clock.input_s, clock.step_s)
     write_board_end(board, model, initial, probe, series, clock.predictions)
     return metrics, series, artifacts
+
+
+def _outputs_loss_grads(model: keras.Model, loss_fn, x: Any, y: Any) -> tuple[list, Any, list]:
+    """keras_model.layer_outputs of `x`, the loss at the logits (the last output) and its gradient
+    for every trainable variable, through the backend's autodiff, eagerly."""
+    if BACKEND == "jax":
+        import jax
+
+        def loss_and_outputs(trainable: list) -> tuple[Any, list]:
+            with keras.StatelessScope(state_mapping=list(zip(model.trainable_variables, trainable))):
+                outputs = keras_model.layer_outputs(model, x)
+            return loss_fn(y, outputs[-1]), outputs
+
+        (loss, outputs), grads = jax.value_and_grad(loss_and_outputs, has_aux=True)(
+            [v.value for v in model.trainable_variables])
+        return outputs, loss, grads
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            outputs = keras_model.layer_outputs(model, x)
+            loss = loss_fn(y, outputs[-1])
+        return outputs, loss, tape.gradient(loss, model.trainable_variables)
+    outputs = keras_model.layer_outputs(model, x)
+    loss = loss_fn(y, outputs[-1])
+    loss.backward()
+    grads = [v.value.grad.detach().clone() for v in model.trainable_variables]
+    for variable in model.trainable_variables:
+        variable.value.grad = None
+    return [out.detach() for out in outputs], loss.detach(), grads
+
+
+def record_steps(
+    params, data: dict[str, np.ndarray], steps: int, dtype: str, align: dict, mode: str, variant: str
+) -> dict:
+    """`spotdiff where`: `steps` SGD steps from the shared weights, dropout off, in `dtype`, on the
+    mode's backend: every layer's output (the Sequential called one layer at a time, a fused
+    activation recorded as its own relu layer), the loss, every gradient (the backend's autodiff)
+    and every parameter after Keras' SGD update, in the neutral layout. Eager in every mode, as
+    tf_impl and torch_impl record: a `-jit` mode records what its backend computes without jit."""
+    from spotdiff.tasks.digits.models import WHERE_LAYERS, where_batches
+
+    names = [name for name, _ in WHERE_LAYERS[params.model]]
+    tensors: dict[str, np.ndarray] = {}
+    with env.computing_in(dtype):  # float64: JAX's x64 on, Keras' promotion keeps float64
+        model = build_model(params, data, "shared", dropout=False)
+        optimizer = keras.optimizers.SGD(**native_kwargs("tensorflow", "sgd", params.optimizer_hparams()))
+        loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+        for index, (images, labels) in enumerate(where_batches(data, params.batch_size, steps)):
+            x = ops.convert_to_tensor(images[..., None], dtype)  # (B, 28, 28, 1)
+            outputs, loss, grads = _outputs_loss_grads(model, loss_fn, x, ops.convert_to_tensor(labels))
+            for name, value in zip(names, outputs, strict=True):
+                value = keras_model.neutral_activation(name, ops.convert_to_numpy(value), params.model)
+                tensors[f"{index}/forward/{name}"] = value
+            tensors[f"{index}/loss"] = np.array(ops.convert_to_numpy(loss))
+            for key, value in neutral(model, params.model, grads).items():
+                tensors[f"{index}/grad/{key}"] = value
+            optimizer.apply(grads, model.trainable_variables)
+            for key, value in neutral(model, params.model).items():
+                tensors[f"{index}/param/{key}"] = value
+    return {
+        "tensors": tensors,
+        "layers": WHERE_LAYERS[params.model],
+        "params": list(weights.named_variables(model)),
+        "optimizer": "sgd",
+        "aligned": [],
+    }

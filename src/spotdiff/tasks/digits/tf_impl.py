@@ -13,43 +13,14 @@ import tensorflow as tf
 from spotdiff import measure
 from spotdiff.backends.tensorflow import env, weights
 from spotdiff.hparams import native_kwargs
-from spotdiff.tasks.digits import common
+from spotdiff.tasks.digits import common, keras_model
 from spotdiff.tasks.digits.board import DigitsBoard, embedded_test_images
 from spotdiff.tasks.digits.models import FLATTEN_CHW
-from spotdiff.tasks.digits.spec import neutral_weights
 
 
 def build_model(params, data, init: str, seed: int = 0, dropout: bool = True) -> keras.Model:
     # seed: unused; Keras draws from the global seed, which run sets (keras.utils.set_random_seed)
-    layers = keras.layers
-    if params.model == "pytorch-examples":
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(10, 5, name="conv1"),
-            layers.MaxPooling2D(2), layers.ReLU(),
-            layers.Conv2D(20, 5, name="conv2"),
-            layers.SpatialDropout2D(0.5 if dropout else 0.0),
-            layers.MaxPooling2D(2), layers.ReLU(),
-            layers.Flatten(),  # (B, 4*4*20) in (H, W, C) order
-            layers.Dense(50, activation="relu", name="fc1"),
-            layers.Dropout(0.5 if dropout else 0.0),
-            layers.Dense(10, name="fc2"),
-        ])
-    else:
-        model = keras.Sequential([
-            keras.Input((28, 28, 1)),
-            layers.Conv2D(32, 5, padding="same", activation="relu", name="conv1"),
-            layers.MaxPooling2D(2),
-            layers.Conv2D(64, 5, padding="same", activation="relu", name="conv2"),
-            layers.MaxPooling2D(2),
-            layers.Flatten(),  # (B, 7*7*64)
-            layers.Dense(1024, activation="relu", name="fc1"),
-            layers.Dropout(0.4 if dropout else 0.0),
-            layers.Dense(10, name="fc2"),
-        ])
-    if init == "shared":
-        weights.load_neutral(model, neutral_weights(data), "fc1", FLATTEN_CHW[params.model])
-    return model
+    return keras_model.build_model(params, data, init, dropout)
 
 
 def make_dataset(data, batch_size: int, epochs: int, ready_s: list[float] | None = None) -> tf.data.Dataset:
@@ -301,37 +272,14 @@ def record_steps(
         keras.config.set_floatx(floatx)
         keras.config.set_dtype_policy(policy)
     names = [name for name, _ in WHERE_LAYERS[params.model]]
-    inactive = (keras.layers.Dropout, keras.layers.SpatialDropout2D)
-
-    def record(step: int, name: str, x: tf.Tensor) -> None:
-        value = x.numpy()
-        if value.ndim == 4:
-            value = value.transpose(0, 3, 1, 2)  # NHWC -> NCHW
-        elif name == "flatten":
-            value = value.reshape(len(value), *FLATTEN_CHW[params.model][1:], -1).transpose(0, 3, 1, 2)
-            value = value.reshape(len(value), -1)  # (H, W, C) order -> (C, H, W)
-        tensors[f"{step}/forward/{name}"] = value
-
     tensors: dict[str, np.ndarray] = {}
     for index, (images, labels) in enumerate(where_batches(data, params.batch_size, steps)):
-        x, queue = tf.constant(images[..., None], dtype=dtype), iter(names)
         with tf.GradientTape() as tape:
-            for layer in model.layers:
-                if isinstance(layer, inactive):
-                    continue
-                activation = getattr(layer, "activation", None)
-                if activation is not None and activation is not keras.activations.linear:
-                    layer.activation = keras.activations.linear
-                    try:
-                        x = layer(x)
-                    finally:
-                        layer.activation = activation
-                    record(index, next(queue), x)
-                    x = activation(x)
-                else:
-                    x = layer(x)
-                record(index, next(queue), x)
-            loss = loss_fn(tf.constant(labels), x)
+            outputs = keras_model.layer_outputs(model, tf.constant(images[..., None], dtype=dtype))
+            loss = loss_fn(tf.constant(labels), outputs[-1])
+        for name, value in zip(names, outputs, strict=True):
+            value = keras_model.neutral_activation(name, value.numpy(), params.model)
+            tensors[f"{index}/forward/{name}"] = value
         tensors[f"{index}/loss"] = loss.numpy()
         grads = tape.gradient(loss, model.trainable_variables)
         for key, value in neutral(model, params.model, [g.numpy() for g in grads]).items():

@@ -150,6 +150,24 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
         write_graph(board, runner.step, (runner.state, runner.x, runner.y), ("state", "x", "y"))
 
 
+def _adam_eps_hat(learning_rate: float, b1: float = 0.9, b2: float = 0.999,
+                  eps: float = 1e-8) -> optax.GradientTransformation:
+    """Adam as Keras computes it (epsilon-hat): eps added to sqrt(v) before the bias correction,
+    which goes into the step size; optax.adam adds it to sqrt(v_hat)."""
+
+    def init(phi: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
+        return jnp.zeros_like(phi), jnp.zeros_like(phi), jnp.zeros_like(phi)  # m, v, step count
+
+    def update(grad: jax.Array, state: tuple, phi: jax.Array | None = None):
+        m, v, t = state
+        t = t + 1  # in phi's dtype: a float32 run stays float32 under x64
+        m, v = b1 * m + (1 - b1) * grad, b2 * v + (1 - b2) * grad * grad
+        alpha = learning_rate * jnp.sqrt(1 - b2**t) / (1 - b1**t)
+        return -alpha * m / (jnp.sqrt(v) + eps), (m, v, t)
+
+    return optax.GradientTransformation(init, update)
+
+
 def record_steps(
     params: ExponentParams,
     data: dict[str, np.ndarray],
@@ -162,6 +180,7 @@ def record_steps(
     """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
 
     align {"rmsprop_eps": "inside"}: Optax `eps_in_sqrt=True`, said explicitly.
+    align {"adam_eps": "hat"}: Adam as Keras computes it (written out: Optax has no such option).
     """
     jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
     x, y = jnp.asarray(data["x"], dtype=dtype), jnp.asarray(data["y"], dtype=dtype)  # (N,)
@@ -169,14 +188,16 @@ def record_steps(
     eps_inside = (
         variant == "optimizer" and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
     )
+    eps_hat = variant == "optimizer" and params.optimizer == "adam" and align.get("adam_eps") == "hat"
     optimizer = None
     if variant == "optimizer":
         kwargs = native_kwargs("jax", params.optimizer, params.optimizer_hparams())
-        optimizer = (
-            optax.rmsprop(lr, eps_in_sqrt=True, **kwargs)
-            if eps_inside
-            else make_optimizer(params.init_phi, params, lr)
-        )
+        if eps_inside:
+            optimizer = optax.rmsprop(lr, eps_in_sqrt=True, **kwargs)
+        elif eps_hat:
+            optimizer = _adam_eps_hat(lr, **kwargs)
+        else:
+            optimizer = make_optimizer(params.init_phi, params, lr)
 
     def step(phi: jax.Array, opt_state: Any):
         def forward(phi: jax.Array):
@@ -204,5 +225,5 @@ def record_steps(
         "layers": [("power", "power")],
         "params": ["phi"],
         "optimizer": params.optimizer if optimizer is not None else None,
-        "aligned": ["rmsprop_eps"] if eps_inside else [],
+        "aligned": ["rmsprop_eps"] if eps_inside else ["adam_eps"] if eps_hat else [],
     }

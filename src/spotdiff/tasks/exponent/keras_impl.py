@@ -175,3 +175,100 @@ def write_tensorboard(runner: ExponentRunner, board: Any, series: dict[str, list
 
     board.trajectory_histograms("phi", runner.params.init_phi, series.get("phi", []), gradient_at)
     board.step_scalars({"train/learning_rate": [runner.lr] * runner.params.steps})
+
+
+def _power_loss_grad(phi: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
+    """x**phi (N,), the loss and d loss / d phi through the backend's autodiff (as value_and_grad,
+    with the forward output kept); `phi` a keras.Variable, a JAX array on JAX."""
+    if BACKEND == "jax":
+        import jax
+
+        def forward(phi: Any) -> tuple[Any, Any]:
+            power = ops.power(x, phi)  # (N,): the one "layer"
+            return ops.mean(ops.square(power - y)), power
+
+        (loss, power), grad = jax.value_and_grad(forward, has_aux=True)(phi)
+        return power, loss, grad
+    if BACKEND == "tensorflow":
+        import tensorflow as tf
+
+        with tf.GradientTape() as tape:
+            power = ops.power(x, phi)
+            loss = ops.mean(ops.square(power - y))
+        return power, loss, tape.gradient(loss, phi.value)
+    power = ops.power(x, phi.value)
+    loss = ops.mean(ops.square(power - y))
+    loss.backward()
+    grad, phi.value.grad = phi.value.grad, None
+    return power.detach(), loss.detach(), grad
+
+
+def _recorded(params: ExponentParams, data: dict[str, np.ndarray], steps: int, dtype: str,
+            align: dict[str, Any], mode: str, variant: str) -> dict[str, Any]:
+    """record_steps inside env.computing_in(dtype)."""
+    x, y = ops.convert_to_tensor(data["x"], dtype), ops.convert_to_tensor(data["y"], dtype)  # (N,)
+    lr = params.learning_rate(variant)
+    phi = keras.Variable(params.init_phi, dtype=dtype, name="phi")  # ()
+    optimizer = make_optimizer(phi, params, lr) if variant == "optimizer" else None
+    if optimizer:
+        optimizer.build([phi])
+
+    def step() -> tuple[Any, Any, Any, Any]:
+        """TensorFlow and PyTorch: phi updated in place."""
+        power, loss, grad = _power_loss_grad(phi, x, y)
+        if optimizer is None:
+            phi.assign_sub(lr * grad)
+        else:
+            optimizer.apply([grad], [phi])
+        return power, loss, grad, ops.copy(ops.stop_gradient(phi.value))  # phi after the update
+
+    def stateless_step(state: tuple[Any, list]) -> tuple[tuple[Any, list], tuple[Any, Any, Any, Any]]:
+        """JAX: (phi, optimizer variables) in and out."""
+        phi_now, optimizer_variables = state
+        power, loss, grad = _power_loss_grad(phi_now, x, y)
+        if optimizer is None:
+            phi_now = phi_now - lr * grad
+        else:
+            (phi_now,), optimizer_variables = optimizer.stateless_apply(
+                optimizer_variables, [grad], [phi_now])
+        return (phi_now, optimizer_variables), (power, loss, grad, phi_now)
+
+    jit = mode.endswith("-jit")
+    run_step = jit_compile(stateless_step if BACKEND == "jax" else step, jit)
+    state = (phi.value, [v.value for v in optimizer.variables] if optimizer else [])
+    tensors: dict[str, np.ndarray] = {}
+    for index in range(steps):
+        if BACKEND == "jax":
+            state, out = run_step(state)
+        else:
+            out = run_step()
+        for key, value in zip(("forward/power", "loss", "grad/phi", "param/phi"), out):
+            tensors[f"{index}/{key}"] = np.array(ops.convert_to_numpy(value))
+    keras_form = {"rmsprop": ("rmsprop_eps", "inside"), "adam": ("adam_eps", "hat")}.get(params.optimizer)
+    honoured = optimizer is not None and keras_form is not None and align.get(keras_form[0]) == keras_form[1]
+    return {
+        "tensors": tensors,
+        "layers": [("power", "power")],
+        "params": ["phi"],
+        "optimizer": params.optimizer if optimizer is not None else None,
+        "aligned": [keras_form[0]] if honoured else [],
+    }
+
+
+def record_steps(
+    params: ExponentParams,
+    data: dict[str, np.ndarray],
+    steps: int,
+    dtype: str,
+    align: dict[str, Any],
+    mode: str,
+    variant: str,
+) -> dict[str, Any]:
+    """`spotdiff where`: `steps` steps from init_phi in `dtype` on the mode's backend, every tensor
+    as numpy; a `-jit` mode compiles the step as the runner does (jax.jit, XLA, torch.compile).
+
+    align {"rmsprop_eps": "inside"}, {"adam_eps": "hat"}: Keras' RMSprop and Adam already compute
+    g / sqrt(v + eps), and m / (sqrt(v) + eps) with eps added before the bias correction.
+    """
+    with env.computing_in(dtype):  # float64: JAX's x64 on, Keras' promotion keeps float64
+        return _recorded(params, data, steps, dtype, align, mode, variant)

@@ -227,7 +227,8 @@ def record_steps(
 ) -> dict[str, Any]:
     """`spotdiff where`: `steps` steps from init_phi in `dtype`, every tensor as numpy.
 
-    align {"rmsprop_eps": "inside"}: Keras RMSprop already puts eps inside the square root.
+    align {"rmsprop_eps": "inside"}, {"adam_eps": "hat"}: Keras' RMSprop already puts eps inside
+    the square root, and its Adam adds eps to sqrt(v) before the bias correction.
     """
     if mode == "session":
         raise ValueError("where records tensorflow in eager, graph or xla mode, not session")
@@ -255,13 +256,12 @@ def record_steps(
         tensors[f"{index}/loss"] = loss.numpy()
         tensors[f"{index}/grad/phi"] = grad.numpy()
         tensors[f"{index}/param/phi"] = phi.numpy()
-    eps_inside = (
-        optimizer is not None and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
-    )
+    keras_form = {"rmsprop": ("rmsprop_eps", "inside"), "adam": ("adam_eps", "hat")}.get(params.optimizer)
+    honoured = optimizer is not None and keras_form is not None and align.get(keras_form[0]) == keras_form[1]
     return {
         "tensors": tensors,
         "layers": [("power", "power")],
         "params": ["phi"],
         "optimizer": params.optimizer if optimizer is not None else None,
-        "aligned": ["rmsprop_eps"] if eps_inside else [],
+        "aligned": [keras_form[0]] if honoured else [],
     }

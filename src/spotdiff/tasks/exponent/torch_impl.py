@@ -140,6 +140,8 @@ def record_steps(
 
     align {"rmsprop_eps": "inside"}: RMSprop with eps inside the square root, g / sqrt(v + eps) as
     Keras and Optax compute it (torch.optim.RMSprop has no such option: the update is written out).
+    align {"adam_eps": "hat"}: Adam as Keras computes it, eps added to sqrt(v) before the bias
+    correction (written out too: torch.optim.Adam adds it to sqrt(v_hat)).
     """
     real = getattr(torch, dtype)
     x, y = torch.from_numpy(data["x"]).to(real), torch.from_numpy(data["y"]).to(real)  # (N,)
@@ -149,7 +151,8 @@ def record_steps(
     eps_inside = (
         optimizer is not None and params.optimizer == "rmsprop" and align.get("rmsprop_eps") == "inside"
     )
-    square_avg = torch.zeros_like(phi)
+    eps_hat = optimizer is not None and params.optimizer == "adam" and align.get("adam_eps") == "hat"
+    square_avg, first_moment, adam_step = torch.zeros_like(phi), torch.zeros_like(phi), [0]
 
     def step() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         power = x**phi  # (N,): the one "layer"
@@ -162,6 +165,13 @@ def record_steps(
                 group = optimizer.param_groups[0]  # torch's alpha and eps, as make_optimizer chose
                 square_avg.mul_(group["alpha"]).add_((1 - group["alpha"]) * grad * grad)
                 phi.sub_(lr * grad / torch.sqrt(square_avg + group["eps"]))
+            elif eps_hat:
+                group = optimizer.param_groups[0]  # torch's betas and eps, as make_optimizer chose
+                (beta1, beta2), adam_step[0] = group["betas"], adam_step[0] + 1
+                first_moment.mul_(beta1).add_((1 - beta1) * grad)
+                square_avg.mul_(beta2).add_((1 - beta2) * grad * grad)
+                alpha = lr * (1 - beta2 ** adam_step[0]) ** 0.5 / (1 - beta1 ** adam_step[0])
+                phi.sub_(alpha * first_moment / (torch.sqrt(square_avg) + group["eps"]))
             else:
                 phi.grad = grad
                 optimizer.step()
@@ -181,5 +191,5 @@ def record_steps(
         "layers": [("power", "power")],
         "params": ["phi"],
         "optimizer": optimizer_name,
-        "aligned": ["rmsprop_eps"] if eps_inside else [],
+        "aligned": ["rmsprop_eps"] if eps_inside else ["adam_eps"] if eps_hat else [],
     }
