@@ -19,6 +19,7 @@ if MISSING and os.environ.get("CI") != "true":
 
 MODELS = Path(__file__).parent / "port_models"
 TORCH, KERAS, FLAX = (f"{fw}:{MODELS / f'{fw}_models.py'}" for fw in ("torch", "keras", "flax"))
+KERAS_JAX = f"keras@jax:{MODELS / 'keras_models.py'}"  # Keras 3 on another backend: recorded the same
 
 
 def port(out: Path, *args: str):
@@ -29,10 +30,10 @@ def port(out: Path, *args: str):
 
 @pytest.fixture(scope="module")
 def faithful_conv(tmp_path_factory):
-    """Conv -> BatchNorm -> relu -> flatten -> dense, PyTorch into Keras and Flax (both channels-last),
-    trained on cross-entropy against seeded labels (`--labels`)."""
+    """Conv -> BatchNorm -> relu -> flatten -> dense, PyTorch into Keras (on TensorFlow and on JAX)
+    and Flax, all channels-last, trained on cross-entropy against seeded labels (`--labels`)."""
     out = tmp_path_factory.mktemp("faithful")
-    return (*port(out, f"{TORCH}:ConvNet", f"{KERAS}:convnet", f"{FLAX}:ConvNet",
+    return (*port(out, f"{TORCH}:ConvNet", f"{KERAS}:convnet", f"{FLAX}:ConvNet", f"{KERAS_JAX}:convnet",
                   "--input", "float32[4,2,4,4]", "--labels", "--dump-map", str(out / "map.toml")), out)
 
 
@@ -54,8 +55,10 @@ def test_a_faithful_conv_port_matches_within_the_floor(faithful_conv):
     assert {"1/forward/conv", "1/forward/bn", "1/forward/fc", "1/loss", "1/grad/conv.weight",
             "1/param/fc.weight", "1/param/bn.running_var"} <= rows
     # the dense layer after the flatten had its rows permuted (C, H, W) -> (H, W, C) in both targets
-    assert found["flatten_permuted"] == {"keras": ["fc"], "flax": ["fc"]}
-    assert found["layouts"] == {"torch": "nchw", "keras": "nhwc", "flax": "nhwc"}
+    assert found["flatten_permuted"] == {"keras": ["fc"], "flax": ["fc"], "keras@jax": ["fc"]}
+    assert found["layouts"] == {"torch": "nchw", "keras": "nhwc", "flax": "nhwc", "keras@jax": "nhwc"}
+    assert found["base"]["pairs"]["torch|keras@jax"]["status"] == "no divergence"
+    assert found["versions"]["keras@jax"]["keras_backend"] == "jax"
     assert "keras: inputs given channels-last (NHWC)" in result.stdout
     assert any("running variance" in note for note in found["notes"])
     assert (out / "port.html").exists()

@@ -35,6 +35,11 @@ def configure(threads: int, seed: int, model_spec: dict[str, Any]) -> dict[str, 
     from spotdiff.backends.keras import env
 
     env.configure(threads, seed, "cpu")
+    # Keras maps float64 results to float32 off TensorFlow (see env.computing_in): the float64 run
+    # must stay float64 (a float32 run never makes float64 values, so this child keeps it on).
+    from keras.src.backend.common import dtypes
+
+    getattr(dtypes, "BIT64_TO_BIT32_DTYPE", {})["float64"] = "float64"
     return env.versions()
 
 
