@@ -5,7 +5,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.spotdiff-installed
 
-.PHONY: install demo test chromium bench bench-demo bench-where bench-serving clean
+.PHONY: install demo test chromium bench bench-demo bench-where bench-serving bench-gpt clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/exponent_bench.py --steps 1000 --rounds 2 --repeats 3 --write BENCHMARKS.md
 	$(BIN)/python bench/digits_bench.py --epochs 5 --repeats 2 --write BENCHMARKS.md
 	$(BIN)/python bench/keras_bench.py --steps 500 --epochs 3 --repeats 2 --write BENCHMARKS.md
+	$(BIN)/python bench/gpt_bench.py --steps 30 --repeats 1 --write BENCHMARKS.md \
+		--only torch-eager,torch-compile,tensorflow-graph,tensorflow-xla,jax-jit,keras-jax-jit
+
+# GPT: every gpt cell (Keras on all three backends too) next to its nanoGPT-style script, 2 repeats
+# (about 20 minutes at the default sizes); run it alone.
+bench-gpt: $(STAMP)
+	$(BIN)/python bench/gpt_bench.py --steps 30 --repeats 2 --write BENCHMARKS.md
 
 # The default run (make demo) three times, its per-cell breakdown, and spotdiff compare of it against
 # itself, the next run and a --threads 1 run (about 8 minutes); run it alone.

@@ -9,6 +9,7 @@ import sys
 
 import numpy as np
 
+from spotdiff.children import peak_rss_mb
 from spotdiff.tasks.gpt.spec import GptParams, corpus_bytes
 
 
@@ -38,8 +39,9 @@ def add_arguments(parser) -> None:
 
 
 def report(step_s: list[float], tokens_per_step: int, final_loss: float) -> None:
-    """The first step (compile included) apart; tokens/s over the steps after the first 10."""
+    """The first step (compile included) apart; tokens/s over the steps after the first 10; the
+    process's peak RSS (its own high-water mark, as spotdiff's cells report theirs)."""
     steady = step_s[10:] or step_s[1:] or step_s
     json.dump({"first_step_s": step_s[0], "tokens_per_s": tokens_per_step * len(steady) / sum(steady),
-               "final_loss": final_loss}, sys.stdout)
+               "final_loss": final_loss, "peak_rss_mb": peak_rss_mb()}, sys.stdout)
     print()

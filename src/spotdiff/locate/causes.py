@@ -38,6 +38,9 @@ CAUSES: tuple[Cause, ...] = (
     Cause("adam_eps", "hat", "Adam epsilon-hat",
           "Keras adds eps to sqrt(v) before bias correction (epsilon-hat); PyTorch and Optax to "
           "sqrt(v_hat)", optimizers=("adam",), component="adam"),
+    Cause("adamw_eps", 1e-8, "AdamW epsilon",
+          "PyTorch and Optax add eps 1e-8 to sqrt(v_hat); Keras adds 1e-7 to sqrt(v) before the bias "
+          "correction (epsilon-hat: in effect eps / sqrt(1 - beta_2^t))", optimizers=("adamw",)),
     Cause("adam_eps_value", 1e-7, "Adam epsilon default",
           "PyTorch and Optax default eps to 1e-8, Keras to 1e-7", optimizers=("adam",), component="adam"),
     Cause("sparse_grads", "dense", "Keras sparse-gradient update",

@@ -243,8 +243,10 @@ def where(request: Request, work_dir: Path) -> dict[str, Any]:
             if len(causes) > 1:  # two differences at once: no single alignment removes them
                 runs.append({"name": ALL_CANDIDATES, "align": combined(causes).align})
             reruns = record(request, runs, work_dir / "causes")
+            analysed = {}
             for cause, run in zip(causes, runs):
-                judged = confirm(base, cause, analyse(reruns, run["name"], request.steps))
+                analysed[cause.key] = analyse(reruns, run["name"], request.steps)
+                judged = confirm(base, cause, analysed[cause.key])
                 result["causes"].append(judged)
             confirmed = [c for c in result["causes"] if c["outcome"] in ("confirmed", "partly")]
             result["cause"] = confirmed[0] if confirmed else None
@@ -258,5 +260,43 @@ def where(request: Request, work_dir: Path) -> dict[str, Any]:
                 judged["combined"] = [c.label for c in acting]
                 result["causes"].append(judged)
                 result["cause"] = judged if judged["outcome"] == "confirmed" else None
+            if result["cause"] is not None and result["cause"]["outcome"] == "partly":
+                result["chain"] = follow_chain(request, work_dir, result, analysed[result["cause"]["key"]])
     result["cost"] = {"total_s": time.perf_counter() - began, "per_framework": request.costs}
     return result
+
+
+MAX_CHAIN = 4  # causes named one after another at most (each one more round of recorders)
+
+
+def follow_chain(request: Request, work_dir: Path, result: dict[str, Any],
+                 after: dict[str, Any]) -> list[dict]:
+    """Several documented differences in one run (e.g. LayerNorm epsilon, then GELU): the cause that
+    removed the first divergence stays aligned, and the candidates of the divergence that remains
+    are rerun on top of it, until a rerun shows no divergence or nothing applies. The chain of
+    causes, each judged against the run before it (`with`: what was already aligned); every rerun
+    is added to result["causes"]."""
+    chain = [result["cause"]]
+    aligned = dict(result["cause"]["align"])
+    for round_ in range(2, MAX_CHAIN + 1):
+        causes = [c for c in candidate_causes(after) if not set(c.align) <= set(aligned)]
+        if not causes:
+            break
+        runs = [{"name": f"align-{c.key}-on-{'+'.join(aligned)}", "align": {**aligned, **c.align}}
+                for c in causes]
+        reruns = record(request, runs, work_dir / f"causes-{round_}")
+        judged = []
+        for cause, run in zip(causes, runs):
+            rerun = analyse(reruns, run["name"], request.steps)
+            judged.append(({**confirm(after, cause, rerun), "with": sorted(aligned)}, rerun))
+            result["causes"].append(judged[-1][0])
+        best = (next((j for j in judged if j[0]["outcome"] == "confirmed"), None)
+                or next((j for j in judged if j[0]["outcome"] == "partly"), None))
+        if best is None:
+            break
+        chain.append(best[0])
+        aligned.update(best[0]["align"])
+        if best[0]["outcome"] == "confirmed":
+            break
+        after = best[1]
+    return chain

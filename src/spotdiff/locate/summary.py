@@ -17,6 +17,23 @@ def _place(row: dict[str, Any]) -> str:
     return f"step {row['step']}, {what}{name}{kind}"
 
 
+def _chain(chain: list[dict[str, Any]]) -> str:
+    """Causes found one after another, each confirmed by a rerun on top of the ones before it."""
+    names = " and ".join(c["cause"] for c in chain)
+    text = f" Causes ({len(chain)}, one after another): {names}."
+    for index, cause in enumerate(chain):
+        also = " as well" if index else ""
+        what = ("the divergence" if cause["outcome"] == "confirmed"
+                else "the first divergence left (another remains)")
+        text += (f" {cause['cause']} — {cause['what_differs']}; aligning it{also} in "
+                 f"{', '.join(cause['aligned_by'])} removes {what}, ratio at that tensor "
+                 f"{_g(cause['ratio_at_first_before'])} -> {_g(cause['ratio_at_first_after'])}, largest "
+                 f"ratio {_g(cause['max_ratio_before'])} -> {_g(cause['max_ratio_after'])}.")
+    if chain[-1]["outcome"] != "confirmed":
+        text += " Something else remains beyond these: no further documented default applied."
+    return text
+
+
 def paragraph(result: dict[str, Any]) -> str:
     """One paragraph: where, who, why (only if a rerun confirmed it), and the noise floor."""
     base, names = result["base"], ", ".join(result["frameworks"])
@@ -54,7 +71,9 @@ def paragraph(result: dict[str, Any]) -> str:
     elif len(result["frameworks"]) - len(base["failures"]) < 3:
         text += " With two frameworks the vote cannot say which one is off."
     cause = result["cause"]
-    if cause:
+    if len(result.get("chain") or ()) > 1:
+        text += _chain(result["chain"])
+    elif cause:
         partly = (" the first divergence (another remains)" if cause["outcome"] == "partly"
                   else " the divergence")
         text += (f" Cause: {cause['cause']} — {cause['what_differs']}. Confirmed by a rerun with it "

@@ -85,11 +85,11 @@ def neutral_name(path: tuple) -> str:
     return "transformer." + ".".join(module) + (".bias" if leaf == "bias" else ".weight")
 
 
-def to_neutral(state) -> dict[str, np.ndarray]:
+def to_neutral(state, dtype=np.float32) -> dict[str, np.ndarray]:
     """Parameters or gradients (an nnx.State of Params) in the neutral layout ((out, in) kernels)."""
     out = {}
     for path, leaf in nnx.to_flat_state(state):
-        value = np.asarray(getattr(leaf, "value", leaf), np.float32)
+        value = np.asarray(getattr(leaf, "value", leaf), dtype)
         out[neutral_name(path)] = value.T.copy() if path[-1] == "kernel" else value
     return out
 
@@ -194,3 +194,56 @@ def run(cell, params, data, cell_dir: Path):
     peak = matmul_peak_gflops(cell.precision, params.peak_matmul_size)
     metrics = neutral.finish(params, data, timing, blocks, series, cell.precision, count, sample, peak)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` AdamW steps from the shared weights in `dtype` (float64 with x64 on),
+    one nnx.jit step: every layer's output (the model's own modules called one at a time), the
+    loss, every gradient (before clipping) and every parameter after the update. Honours the
+    `gelu`, `layernorm_eps` and `adamw_eps` alignments."""
+    jax.config.update("jax_enable_x64", True)  # float64 exists only with x64; float32 stays explicit
+    chosen, honoured = neutral.where_params(params, align)
+    model = build_model(chosen, data, "fp32")
+    state = nnx.state(model, nnx.Param)
+    for _, leaf in nnx.to_flat_state(state):
+        leaf.value = leaf.value.astype(dtype)
+    nnx.update(model, state)
+    model.wte.dtype = model.wpe.dtype = jnp.dtype(dtype)  # nnx.Embed fixed its dtype at construction
+    optimizer = make_optimizer(model, chosen)
+
+    def loss_and_outputs(model: GPT, idx: jax.Array, y: jax.Array):
+        outputs = {"transformer.embed": model.wte(idx) + model.wpe(jnp.arange(idx.shape[1]))}  # (B, T, C)
+        x = outputs["transformer.embed"]
+        for i, block in enumerate(model.h):
+            h = f"transformer.h.{i}"
+            outputs[f"{h}.ln_1"] = block.ln_1(x)
+            outputs[f"{h}.attn"] = block.attn(outputs[f"{h}.ln_1"])
+            x = x + outputs[f"{h}.attn"]
+            outputs[f"{h}.ln_2"] = block.ln_2(x)
+            outputs[f"{h}.mlp.c_fc"] = block.mlp.c_fc(outputs[f"{h}.ln_2"])
+            outputs[f"{h}.mlp.gelu"] = nnx.gelu(outputs[f"{h}.mlp.c_fc"], approximate=block.mlp.approximate)
+            outputs[f"{h}.mlp"] = block.mlp.c_proj(outputs[f"{h}.mlp.gelu"])
+            x = outputs[h] = x + outputs[f"{h}.mlp"]
+        outputs["transformer.ln_f"] = model.ln_f(x)
+        outputs["lm_head"] = model.wte.attend(outputs["transformer.ln_f"])  # (B, T, V) in `dtype`
+        return optax.softmax_cross_entropy_with_integer_labels(outputs["lm_head"], y).mean(), outputs
+
+    @nnx.jit  # one compiled step: op by op, NNX and Optax take minutes for a few steps
+    def recorded_step(model: GPT, optimizer: nnx.Optimizer, x: jax.Array, y: jax.Array):
+        (loss, outputs), grads = nnx.value_and_grad(loss_and_outputs, has_aux=True)(model, x, y)
+        optimizer.update(model, grads)
+        return loss, outputs, grads
+
+    tensors: dict[str, np.ndarray] = {}
+    for step, (x, y) in enumerate(neutral.where_batches(data, params, steps)):
+        loss, outputs, grads = recorded_step(model, optimizer, jnp.asarray(x), jnp.asarray(y))
+        for name, value in outputs.items():
+            tensors[f"{step}/forward/{name}"] = np.asarray(value)
+        tensors[f"{step}/loss"] = np.asarray(loss)
+        for name, value in to_neutral(grads, dtype).items():
+            tensors[f"{step}/grad/{name}"] = value
+        for name, value in to_neutral(nnx.state(model, nnx.Param), dtype).items():
+            tensors[f"{step}/param/{name}"] = value
+    names = list(to_neutral(nnx.state(model, nnx.Param)))
+    return {"tensors": tensors, "layers": neutral.where_layers(params), "params": names,
+            "optimizer": "adamw", "aligned": honoured}

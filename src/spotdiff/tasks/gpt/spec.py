@@ -8,8 +8,10 @@ betas (0.9, 0.95), weight decay 0.1 on 2-D weights only, gradients clipped to gl
 `hparams=aligned` (default) passes the values whose defaults differ between frameworks (GELU exact
 vs tanh approximation, LayerNorm epsilon, AdamW epsilon) explicitly from here; `hparams=native`
 leaves those three to each framework (NATIVE_DEFAULTS), so their difference shows in the curves
-and in parity. Everything else (initial weights, batches, the task's own hyper-parameters) is the
-same in both.
+and in parity. `--set gelu=`, `ln_eps=`, `adam_eps=` set one of them for every framework in
+either. An explicit AdamW epsilon is added to sqrt(v_hat) everywhere (Keras' own AdamW adds it
+before the bias correction). Everything else (initial weights, batches, the task's own
+hyper-parameters) is the same in both.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ NATIVE_DEFAULTS = {
     "torch": {"gelu": "exact", "ln_eps": 1e-5, "adam_eps": 1e-8},
     "tensorflow": {"gelu": "exact", "ln_eps": 1e-3, "adam_eps": 1e-7},  # Keras; AdamW epsilon-hat
     "jax": {"gelu": "tanh", "ln_eps": 1e-6, "adam_eps": 1e-8},  # jax.nn.gelu, nnx.LayerNorm, optax
+    "keras": {"gelu": "exact", "ln_eps": 1e-3, "adam_eps": 1e-7},  # the same Keras layers, any backend
 }
 # Parity per precision (aligned hyper-parameters, shared weights, the same batches):
 # logits of the first batch (absolute), every gradient at the shared init (relative to that
@@ -71,6 +74,12 @@ class GptParams(BaseModel):
     grad_clip: float = Field(1.0, gt=0, description="clip gradients to this global norm")
     hparams: Literal["aligned", "native"] = Field(
         "aligned", description="aligned: GELU, LayerNorm eps, AdamW eps passed; native: each framework's own")
+    gelu: Literal["exact", "tanh"] | None = Field(
+        None, description="GELU form in every framework; unset: exact when aligned, each one's own if native")
+    ln_eps: float | None = Field(
+        None, gt=0, description="LayerNorm epsilon in every framework; unset: 1e-5 when aligned")
+    adam_eps: float | None = Field(
+        None, gt=0, description="AdamW epsilon (added to sqrt(v_hat)) everywhere; unset: 1e-8 when aligned")
     eval_interval: int = Field(25, ge=1, description="steps between validation losses (and clock reads)")
     eval_batches: int = Field(4, ge=1, description="validation batches per evaluation")
     warmup_steps: int = Field(10, ge=0, description="leading steps left out of the steady state")
@@ -85,16 +94,23 @@ class GptParams(BaseModel):
             raise ValueError(f"n_embd {self.n_embd} is not divisible by n_head {self.n_head}")
         return self
 
+    def _chosen(self, key: str) -> Any:
+        """The value set with --set, else the aligned value when aligned, else None (native)."""
+        value = getattr(self, key)
+        if value is None and self.hparams == "aligned":
+            return ALIGNED[key]
+        return value
+
     def layer_hparams(self) -> dict[str, Any]:
-        """GELU form ('exact' | 'tanh'), LayerNorm eps: the aligned values, or None (native: unset)."""
-        aligned = self.hparams == "aligned"
-        return {k: ALIGNED[k] if aligned else None for k in ("gelu", "ln_eps")}
+        """GELU form ('exact' | 'tanh'), LayerNorm eps: set or aligned values, or None (native: unset)."""
+        return {k: self._chosen(k) for k in ("gelu", "ln_eps")}
 
     def optimizer_hparams(self) -> dict[str, float]:
         """Neutral AdamW settings for `hparams.native_kwargs(framework, "adamw", ...)`: eps only
-        when aligned."""
+        when set or aligned."""
         values = {"lr": self.lr, "beta1": self.beta1, "beta2": self.beta2, "weight_decay": self.weight_decay}
-        return {**values, "eps": ALIGNED["adam_eps"]} if self.hparams == "aligned" else values
+        eps = self._chosen("adam_eps")
+        return values if eps is None else {**values, "eps": eps}
 
 
 # ---- data ---------------------------------------------------------------------------------------
@@ -328,6 +344,42 @@ def parity(cells: list[dict[str, Any]], params: GptParams) -> dict[str, Any]:
                       "tolerances": TOLERANCES[precision]}}
 
 
+# ---- `spotdiff where` --------------------------------------------------------------------------
+
+# An alignment key of spotdiff.locate.causes -> the --set key that aligns it in every framework.
+WHERE_ALIGN = {"gelu": "gelu", "layernorm_eps": "ln_eps", "adamw_eps": "adam_eps"}
+
+
+def where_layers(params: GptParams) -> list[tuple[str, str]]:
+    """(name, kind) of every forward output `record_steps` keeps, in order: the embeddings, in each
+    block its two LayerNorms, the attention's output, the MLP's hidden layer, GELU and output and
+    the residual stream after the block, then the final LayerNorm and the logits."""
+    found = [("transformer.embed", "embedding")]
+    for i in range(params.n_layer):
+        h = f"transformer.h.{i}"
+        found += [(f"{h}.ln_1", "layernorm"), (f"{h}.attn", "attention"), (f"{h}.ln_2", "layernorm"),
+                  (f"{h}.mlp.c_fc", "dense"), (f"{h}.mlp.gelu", "gelu"), (f"{h}.mlp", "dense"),
+                  (h, "residual")]
+    return found + [("transformer.ln_f", "layernorm"), ("lm_head", "dense")]
+
+
+def where_params(params: GptParams, align: dict[str, Any]) -> tuple[GptParams, list[str]]:
+    """The params a `where` rerun records with: each alignment it asks for set for every framework
+    (GELU form, LayerNorm eps, AdamW eps), and the keys honoured."""
+    honoured = [key for key in align if key in WHERE_ALIGN]
+    return params.model_copy(update={WHERE_ALIGN[k]: align[k] for k in honoured}), honoured
+
+
+def where_batches(data: dict[str, np.ndarray], params: GptParams,
+                  steps: int) -> list[tuple[np.ndarray, np.ndarray]]:
+    """The first `steps` training batches, (x, y) each (B, T) int32: what every recorder trains on."""
+    if steps > len(data["train_offsets"]):
+        raise ValueError(f"{steps} steps recorded but the task draws {len(data['train_offsets'])}; "
+                         "raise --set steps")
+    offsets = data["train_offsets"][:steps]  # (steps, B)
+    return [batch(data["train_tokens"], row, params.block_size) for row in offsets]
+
+
 SPEC = TaskSpec(
     name="gpt",
     summary="GPT-2-style byte-level decoder (nanoGPT layout), AdamW, the same weights and batches",
@@ -341,8 +393,10 @@ SPEC = TaskSpec(
         ("jax", "jit"): "Flax NNX + Optax, nnx.jit training step through nnx.cached_partial "
                         "(Flax's fast path for small models)",
     },
-    compiling_modes={"torch": ("compile",), "tensorflow": ("graph", "xla"), "jax": ("jit",)},
+    compiling_modes={"torch": ("compile",), "tensorflow": ("graph", "xla"), "jax": ("jit",),
+                     "keras": ("jax-jit", "tensorflow", "tensorflow-jit", "torch-jit")},
     variants=("adamw",),
+    where_steps=3,  # `spotdiff where`: record_steps in every impl (tiny sizes: --set n_embd=32 ...)
     params=GptParams,
     build_data=build_data,
     derive_metrics=derive_metrics,

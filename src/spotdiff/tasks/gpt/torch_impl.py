@@ -191,3 +191,48 @@ def run(cell, params, data, cell_dir: Path):
     peak = matmul_peak_gflops(cell.precision, params.peak_matmul_size)
     metrics = neutral.finish(params, data, timing, blocks, series, cell.precision, count, sample, peak)
     return metrics, series, artifacts
+
+
+def record_steps(params, data, steps: int, dtype: str, align: dict, mode: str, variant: str) -> dict:
+    """`spotdiff where`: `steps` AdamW steps from the shared weights in `dtype`, eagerly on the CPU:
+    every layer's output (the model's own modules called one at a time), the loss, every gradient
+    (before clipping) and every parameter after the update. Honours the `gelu`, `layernorm_eps` and
+    `adamw_eps` alignments."""
+    chosen, honoured = neutral.where_params(params, align)
+    model = GPT(chosen)
+    weights.load_neutral(model, neutral.neutral_weights(data))
+    model = model.to(device="cpu", dtype=getattr(torch, dtype))
+    optimizer = make_optimizer(model, chosen)
+    tensors: dict[str, np.ndarray] = {}
+    for step, (x, y) in enumerate(neutral.where_batches(data, params, steps)):
+        idx = torch.from_numpy(x)
+        positions = torch.arange(idx.size(1))
+        outputs = {"transformer.embed": model.transformer.wte(idx) + model.transformer.wpe(positions)}
+        h = outputs["transformer.embed"]
+        for i, block in enumerate(model.transformer.h):
+            name = f"transformer.h.{i}"
+            outputs[f"{name}.ln_1"] = block.ln_1(h)
+            outputs[f"{name}.attn"] = block.attn(outputs[f"{name}.ln_1"])
+            h = h + outputs[f"{name}.attn"]
+            outputs[f"{name}.ln_2"] = block.ln_2(h)
+            outputs[f"{name}.mlp.c_fc"] = block.mlp.c_fc(outputs[f"{name}.ln_2"])
+            outputs[f"{name}.mlp.gelu"] = block.mlp.gelu(outputs[f"{name}.mlp.c_fc"])
+            outputs[f"{name}.mlp"] = block.mlp.c_proj(outputs[f"{name}.mlp.gelu"])
+            h = outputs[name] = h + outputs[f"{name}.mlp"]
+        outputs["transformer.ln_f"] = model.transformer.ln_f(h)
+        outputs["lm_head"] = model.lm_head(outputs["transformer.ln_f"])  # (B, T, V) in `dtype`
+        loss = F.cross_entropy(outputs["lm_head"].flatten(0, 1), torch.from_numpy(y).long().flatten())
+        loss.backward()
+        for name, value in outputs.items():
+            tensors[f"{step}/forward/{name}"] = value.detach().numpy().copy()
+        tensors[f"{step}/loss"] = loss.detach().numpy().copy()
+        named = dict(model.named_parameters())
+        for name, grad in weights.to_neutral({n: p.grad for n, p in named.items()}).items():
+            tensors[f"{step}/grad/{name}"] = grad
+        torch.nn.utils.clip_grad_norm_(model.parameters(), params.grad_clip)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        for name, value in weights.to_neutral(named).items():
+            tensors[f"{step}/param/{name}"] = value
+    return {"tensors": tensors, "layers": neutral.where_layers(params), "params": list(named),
+            "optimizer": "adamw", "aligned": honoured}
