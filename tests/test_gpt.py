@@ -237,3 +237,16 @@ def test_where_native_names_layernorm_epsilon_then_gelu(tmp_path_factory):
     assert chain[1]["with"] == ["layernorm_eps"] and chain[1]["aligned_by"] == ["jax", "torch"]
     assert chain[1]["max_ratio_after"] <= found["threshold"] < chain[1]["max_ratio_before"]
     assert "LayerNorm epsilon and GELU approximation" in found["summary"]
+
+
+def test_where_layers_and_batches_are_the_neutral_record_plan():
+    params = spec.GptParams(**TINY)
+    layers = spec.where_layers(params)
+    assert layers[0] == ("transformer.embed", "embedding") and layers[-1] == ("lm_head", "dense")
+    assert len(layers) == 1 + 7 * TINY["n_layer"] + 2
+    assert ("transformer.h.0.mlp.gelu", "gelu") in layers and ("transformer.h.0.ln_1", "layernorm") in layers
+    data = spec.build_data(params, 0)
+    (x, y), _ = spec.where_batches(data, params, 2)
+    np.testing.assert_array_equal(x, spec.batch(data["train_tokens"], data["train_offsets"][0], 16)[0])
+    with pytest.raises(ValueError, match="raise --set steps"):
+        spec.where_batches(data, params, TINY["steps"] + 1)
