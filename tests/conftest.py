@@ -27,7 +27,6 @@ def spotdiff_home(tmp_path_factory) -> Path:
 
 # Real runs shared by several test files (session scope: each child starts once per test session).
 EXPONENT_STEPS = 300  # long enough to converge towards the true phi, and several timed blocks
-DIGITS_SMALL = {"limit_train": 192, "limit_test": 60, "epochs": 2, "batch_size": 32}
 NATIVE = ["torch", "tensorflow", "jax"]  # Keras on every backend: tests/test_keras.py
 
 
@@ -47,25 +46,27 @@ def exponent_matrix_run(tmp_path_factory) -> tuple[dict, Path]:
 
 
 @pytest.fixture(scope="session")
-def digits_small_run(tmp_path_factory) -> tuple[dict, Path]:
-    """Digits' whole native matrix (7 cells) on DIGITS_SMALL: tests/test_digits.py checks every cell,
-    tests/test_serve.py exports and serves its trained models."""
+def digits_default_run(tmp_path_factory) -> tuple[dict, Path]:
+    """Digits at its default size in every framework's idiomatic mode (torch eager, tensorflow fit and
+    eager, jax jit): tests/test_digits.py checks the promised accuracy, and these trained models are
+    the ones the serving tests export and serve (exported_models)."""
     from spotdiff.experiment import build_experiment
     from spotdiff.orchestrate import run_experiment
 
-    exp = build_experiment({"tasks": ["digits"], "frameworks": NATIVE, "threads": 1, "device": "cpu",
-                            "overrides": DIGITS_SMALL})
-    return run_experiment(exp, tmp_path_factory.mktemp("digits"), render=False, index=False)
+    exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu", "frameworks": NATIVE,
+                            "modes": ["eager", "fit", "jit"],
+                            "overrides": {"parity_probe": False, "misclassified": 0}})
+    return run_experiment(exp, tmp_path_factory.mktemp("digits-default"), render=False, index=False)
 
 
 @pytest.fixture(scope="session")
-def exported_models(digits_small_run, tmp_path_factory) -> tuple[dict, Path]:
-    """Every export format of digits_small_run's models (the first ok cell of each framework):
+def exported_models(digits_default_run, tmp_path_factory) -> tuple[dict, Path]:
+    """Every export format of digits_default_run's models (the first ok cell of each framework):
     tests/test_serve.py checks this export, the other serving tests serve copies of parts of it
     (serve_support.serving_root), so each model is trained and compiled once per session."""
     from spotdiff.serve.export import ALL_FORMATS, run_export
 
-    _, run_dir = digits_small_run
+    _, run_dir = digits_default_run
     root = tmp_path_factory.mktemp("models")
     return run_export(run_dir, root, list(ALL_FORMATS)), root
 

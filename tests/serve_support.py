@@ -1,10 +1,12 @@
-"""Helpers shared by the serving tests: one tiny exported model root per test session, a server on
-loopback, and the trained model's own logits on real digits test images (the oracle for served ones)."""
+"""Helpers shared by the serving tests: model roots cut from the session's one export
+(conftest.exported_models), a server on loopback, and the trained model's own logits on real digits
+test images (the oracle for served ones)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -15,34 +17,24 @@ from pathlib import Path
 
 import numpy as np
 
-from spotdiff.experiment import build_experiment
-from spotdiff.orchestrate import run_experiment
-from spotdiff.serve.export import run_export
-
 ONNX = "digits-torch-onnx"
 AOTI = "digits-torch-aoti"
 TORCH_MODELS = (ONNX, AOTI)  # PyTorch through ONNX Runtime and through its own runtime (AOTInductor)
 
 
-def tiny_model_root(tmp_path_factory, formats=("onnx", "aoti"), frameworks=("torch",)) -> Path:
-    """Train one digits epoch on 128 images and export; built once per session and per selection."""
-    key = "models-" + "-".join(sorted(frameworks) + sorted(formats))
-    root = Path(tmp_path_factory.getbasetemp()) / key
+def serving_root(exported_models: tuple[dict, Path], tmp_path_factory, names=TORCH_MODELS) -> Path:
+    """A model root holding only the models `names` of the session's export, copied, and their rows
+    of its export.json: what `spotdiff export --formats ...` of that run writes. Once per session."""
+    result, full = exported_models
+    root = Path(tmp_path_factory.getbasetemp()) / ("models-" + "-".join(sorted(names)))
     if (root / "export.json").is_file():
         return root
-    config = {
-        "tasks": ["digits"],
-        "frameworks": list(frameworks),
-        "threads": 1,
-        "device": "cpu",
-        "repeats": 1,
-        "overrides": {"epochs": 1, "limit_train": 128, "limit_test": 64, "batch_size": 32},
-    }
-    config["modes"] = sorted({{"torch": "eager", "tensorflow": "fit", "jax": "jit"}[f] for f in frameworks})
-    exp = build_experiment(config)
-    _, run_dir = run_experiment(exp, Path(tmp_path_factory.mktemp("run")), render=False, index=False)
-    result = run_export(run_dir, root, list(formats))
-    assert not result["failures"], result["failures"]
+    export = json.loads((full / "export.json").read_text())
+    export["artefacts"] = [a for a in export["artefacts"] if a["name"] in names]
+    assert sorted(a["name"] for a in export["artefacts"]) == sorted(names), result["failures"]
+    for name in names:
+        shutil.copytree(full / name, root / name)
+    (root / "export.json").write_text(json.dumps(export, indent=1))  # last: it marks the root complete
     return root
 
 

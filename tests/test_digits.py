@@ -272,11 +272,9 @@ PROMISED_ACCURACY = 0.90
 
 
 @pytest.fixture(scope="module")
-def default_size_run(tmp_path_factory):
-    exp = build_experiment({"tasks": ["digits"], "threads": 1, "device": "cpu",
-                            "frameworks": ["torch", "tensorflow", "jax"], "modes": ["eager", "fit", "jit"],
-                            "overrides": {"parity_probe": False, "misclassified": 0}})
-    return run_experiment(exp, tmp_path_factory.mktemp("digits-default"), render=False, index=False)[0]
+def default_size_run(digits_default_run):
+    """conftest: the serving tests export and serve these trained models."""
+    return digits_default_run[0]
 
 
 def test_every_framework_reaches_the_promised_accuracy_at_the_defaults(default_size_run):

@@ -15,7 +15,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import psutil
 import pytest
 from conftest import require, run_cli
-from serve_support import AOTI, ONNX, TORCH_MODELS, tiny_model_root
+from serve_support import AOTI, ONNX, TORCH_MODELS, serving_root
 
 require("flask")
 require("waitress")
@@ -23,8 +23,8 @@ require("tensorflow_serving")
 
 
 @pytest.fixture(scope="module")
-def root(tmp_path_factory):
-    return tiny_model_root(tmp_path_factory)
+def root(exported_models, tmp_path_factory):
+    return serving_root(exported_models, tmp_path_factory)
 
 
 def test_every_protocol_and_the_flask_baseline_within_the_request_bound(root, tmp_path):
@@ -184,9 +184,9 @@ def test_bad_target_or_option_is_one_line_and_exit_2(root, tmp_path, args, messa
     assert len(lines) == 1 and lines[0].startswith("spotdiff: error:") and message in lines[0], done.stderr
 
 
-def test_litert_single_image_latency_and_size(tmp_path_factory):
+def test_litert_single_image_latency_and_size(exported_models, tmp_path_factory):
     """The mobile timer: every .tflite model through the LiteRT interpreter, one thread, one image."""
-    root = tiny_model_root(tmp_path_factory, formats=("tflite",), frameworks=("tensorflow",))
+    root = serving_root(exported_models, tmp_path_factory, names=("digits-tensorflow-tflite",))
     done = subprocess.run([sys.executable, "-m", "spotdiff.serve.mobile", str(root), "20"],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

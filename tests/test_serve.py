@@ -13,9 +13,7 @@ import numpy as np
 import pytest
 from conftest import require, run_cli
 
-from spotdiff.experiment import build_experiment
-from spotdiff.orchestrate import run_experiment
-from spotdiff.serve.export import ALL_FORMATS, run_export
+from spotdiff.serve.export import ALL_FORMATS
 
 require("starlette")
 require("onnxruntime")
@@ -25,20 +23,11 @@ GOOD = np.zeros((2, 28, 28, 1)).tolist()
 
 
 @pytest.fixture(scope="module")
-def exported(tmp_path_factory):
-    exp = build_experiment(
-        {
-            "tasks": ["digits"],
-            "modes": ["eager", "jit"],
-            "threads": 1,
-            "device": "cpu",
-            "repeats": 1,
-            "overrides": {"epochs": 1, "limit_train": 128, "limit_test": 100, "batch_size": 32},
-        }
-    )
-    _, run_dir = run_experiment(exp, tmp_path_factory.mktemp("run"), render=False, index=False)
-    root = tmp_path_factory.mktemp("models")
-    return run_export(run_dir, root, list(ALL_FORMATS)), root
+def exported(exported_models):
+    """Every format exported from the default-size digits run tests/test_digits.py checks (conftest:
+    the other serving tests serve parts of this export); export takes the first ok cell of each
+    framework."""
+    return exported_models
 
 
 @pytest.fixture(scope="module")

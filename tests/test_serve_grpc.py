@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import require, run_cli
-from serve_support import ONNX, free_port, start_server, stop, tiny_model_root
+from serve_support import ONNX, free_port, serving_root, start_server, stop
 
 grpc = require("grpc")
 require("tensorflow_serving")
@@ -14,9 +14,9 @@ require("tritonclient.grpc")
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
+def server(exported_models, tmp_path_factory):
     rest_port, grpc_port = free_port(), free_port()
-    root = tiny_model_root(tmp_path_factory)
+    root = serving_root(exported_models, tmp_path_factory)
     process = start_server(root, rest_port, grpc_port)
     channel = grpc.insecure_channel(
         f"127.0.0.1:{grpc_port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]

@@ -10,7 +10,7 @@ import urllib.request
 import numpy as np
 import pytest
 from conftest import require
-from serve_support import TORCH_MODELS, free_port, start_server, stop, tiny_model_root, torch_reference
+from serve_support import TORCH_MODELS, free_port, serving_root, start_server, stop, torch_reference
 
 grpc = require("grpc")
 require("tensorflow_serving")
@@ -25,8 +25,8 @@ LAYOUTS = {
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    root = tiny_model_root(tmp_path_factory)
+def served(exported_models, tmp_path_factory):
+    root = serving_root(exported_models, tmp_path_factory)
     images, logits = torch_reference(root)
     rest_port, grpc_port = free_port(), free_port()
     server = start_server(root, rest_port, grpc_port)
