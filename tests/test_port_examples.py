@@ -35,24 +35,17 @@ def example_files() -> dict[str, list[Path]]:
 
 
 @pytest.fixture(scope="module")
-def built() -> dict[str, dict]:
-    """'model/file.py' -> {params, output, finite, framework}: one child per framework builds all its
-    files, the three children side by side."""
-    children = {}
-    for framework, paths in example_files().items():
-        cases = [f"{p}:{INPUTS[p.parent.name]}" for p in paths]
-        children[framework] = subprocess.Popen(
-            [sys.executable, str(SUPPORT), framework, *cases], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-            text=True, env={**os.environ, "KERAS_BACKEND": "tensorflow"})
+def built(finished) -> dict[str, dict]:
+    """'model/file.py' -> {params, output, finite, framework}: one child per framework built all its files."""
     found = {}
-    for framework, child in children.items():
-        stdout, stderr = child.communicate(timeout=300)
-        assert child.returncode == 0, stderr[-3000:]
-        for line in stdout.splitlines():
+    for framework in example_files():
+        got = finished[f"build:{framework}"]
+        assert got["returncode"] == 0, got["stderr"][-3000:]
+        for line in got["stdout"].splitlines():
             if line.startswith("{"):
-                got = json.loads(line)
-                path = Path(got.pop("file"))
-                found[f"{path.parent.name}/{path.name}"] = {**got, "framework": framework}
+                row = json.loads(line)
+                path = Path(row.pop("file"))
+                found[f"{path.parent.name}/{path.name}"] = {**row, "framework": framework}
     return found
 
 
@@ -93,44 +86,68 @@ def port_args(model: str, targets: tuple[str, ...]) -> list[str]:
     return ["port", *specs, "--input", INPUTS[model], "--steps", "2"]
 
 
-def start_port(model: str, targets: tuple[str, ...], out: Path, core: int) -> subprocess.Popen:
-    """`spotdiff port` as a user runs it, on one core: its recorders pin themselves inside the cores
-    their parent may use, so two commands on two cores never share one."""
-    command = [sys.executable, "-m", "spotdiff", *port_args(model, targets), "--out", str(out / "run")]
+def expected_s(key: str) -> float:
+    """Seconds a job took on an idle machine (a port command: its source, targets and cause reruns)."""
+    if key.startswith("build:"):
+        return {"flax": 16, "keras": 10, "torch": 4}[key[6:]]
+    if key == f"port:{STOCK_GRU}":
+        return 8  # refused after the targets record: no comparison, no reruns
+    return 30 if "/flax_buggy" in key else 20  # Flax steps eagerly in every cause rerun
+
+
+def jobs() -> list[tuple[str, list[str]]]:
+    """(key, command) of every child this module runs, the longest first (two cores stay busy)."""
+    found = [(f"port:{case_id}", [sys.executable, "-m", "spotdiff", *port_args(model, targets)])
+             for case_id, model, targets, _ in COMMANDS]
+    found += [(f"build:{framework}", [sys.executable, str(SUPPORT), framework,
+                                      *(f"{p}:{INPUTS[p.parent.name]}" for p in paths)])
+              for framework, paths in example_files().items()]
+    return sorted(found, key=lambda job: -expected_s(job[0]))
+
+
+def start(command: list[str], out: Path, core: int) -> subprocess.Popen:
+    """A child on one core (a port command's recorders pin themselves inside the cores their parent
+    may use, so two children on two cores never share one); stdout and stderr to files in `out`."""
     with open(out / "stdout.txt", "w") as stdout, open(out / "stderr.txt", "w") as stderr:
-        return subprocess.Popen(command, stdout=stdout, stderr=stderr, env={**os.environ, "COLUMNS": "200"},
+        return subprocess.Popen(command, stdout=stdout, stderr=stderr,
+                                env={**os.environ, "COLUMNS": "200", "KERAS_BACKEND": "tensorflow"},
                                 preexec_fn=lambda: os.sched_setaffinity(0, {core}))
 
 
 @pytest.fixture(scope="module")
-def ported(tmp_path_factory) -> dict[str, dict]:
-    """id -> {returncode, stdout, stderr, result (port.json)}: every `spotdiff port` command of this
-    module, run once. Two lanes of commands, one per core, run side by side: a command alone leaves a
-    core idle while its source or its cause reruns record."""
-    cores = sorted(os.sched_getaffinity(0))[:2]
-    lanes = [COMMANDS[lane::len(cores)] for lane in range(len(cores))]
+def finished(tmp_path_factory) -> dict[str, dict]:
+    """key -> {returncode, stdout, stderr, result (port.json or None)} of every job: run once, two at
+    a time (one per core) so neither core idles while a command records its source or its reruns."""
+    queue, cores = jobs(), sorted(os.sched_getaffinity(0))[:2]
     running: dict[int, tuple] = {}
     found = {}
-    while any(lanes) or running:
-        for lane, core in enumerate(cores):
-            if lane not in running and lanes[lane]:
-                case_id, model, targets, _ = lanes[lane].pop(0)
-                out = tmp_path_factory.mktemp("port")
-                child = start_port(model, targets, out, core)
-                running[lane] = (case_id, out, child, time.monotonic())
-        for lane, (case_id, out, child, began) in list(running.items()):
+    while queue or running:
+        for core in cores:
+            if core not in running and queue:
+                key, command = queue.pop(0)
+                out = tmp_path_factory.mktemp("job")
+                if key.startswith("port:"):
+                    command = [*command, "--out", str(out / "run")]
+                running[core] = (key, out, start(command, out, core), time.monotonic())
+        for core, (key, out, child, began) in list(running.items()):
             if child.poll() is None and time.monotonic() - began < 600:
                 continue
-            if child.poll() is None:  # SIGTERM: the command stops its own recorders on the way out
+            if child.poll() is None:  # SIGTERM: a port command stops its own recorders on the way out
                 child.terminate()
             child.wait(timeout=60)
             document = out / "run" / "port.json"
-            found[case_id] = {"returncode": child.returncode, "stdout": (out / "stdout.txt").read_text(),
-                              "stderr": (out / "stderr.txt").read_text(),
-                              "result": json.loads(document.read_text()) if document.exists() else None}
-            del running[lane]
+            found[key] = {"returncode": child.returncode, "stdout": (out / "stdout.txt").read_text(),
+                          "stderr": (out / "stderr.txt").read_text(),
+                          "result": json.loads(document.read_text()) if document.exists() else None}
+            del running[core]
         time.sleep(0.2)
     return found
+
+
+@pytest.fixture(scope="module")
+def ported(finished) -> dict[str, dict]:
+    """Case id -> the `spotdiff port` command's outcome."""
+    return {key[5:]: got for key, got in finished.items() if key.startswith("port:")}
 
 
 @pytest.mark.parametrize("model", sorted(INPUTS))
