@@ -31,7 +31,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/exponent_bench.py --steps 1000 --rounds 2 --repeats 3 --write BENCHMARKS.md
 	$(BIN)/python bench/digits_bench.py --epochs 5 --repeats 2 --write BENCHMARKS.md
 	$(BIN)/python bench/keras_bench.py --steps 500 --epochs 3 --repeats 2 --write BENCHMARKS.md
-	$(BIN)/python bench/gpt_bench.py --steps 30 --repeats 1 --write BENCHMARKS.md \
+	$(BIN)/python bench/gpt_bench.py --steps 30 --repeats 2 --write BENCHMARKS.md \
 		--only torch-eager,torch-compile,tensorflow-graph,tensorflow-xla,jax-jit,keras-jax-jit
 
 # GPT: every gpt cell (Keras on all three backends too) next to its nanoGPT-style script, 2 repeats

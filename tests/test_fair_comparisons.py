@@ -10,7 +10,7 @@ import pytest
 from spotdiff.devices import cell_device, device_label, peak_fraction
 from spotdiff.measure import split_input_wait, timed_epoch
 from spotdiff.report.html import _columns, _rows, summary_rows
-from spotdiff.tasks.digits.common import input_metrics
+from spotdiff.tasks.digits.common import epoch_spread, input_metrics
 
 
 def test_timed_epoch_splits_waiting_for_batches_from_the_step():
@@ -40,8 +40,17 @@ def test_input_metrics_leave_out_the_first_epoch_and_refuse_missing_data():
     assert m["input_s"] == pytest.approx(0.6) and m["step_s"] == pytest.approx(1.3)
     assert m["input_fraction"] == pytest.approx(1.2 / 4.0)
     assert m["compute_images_per_s"] == pytest.approx(200 / 2.6)
+    spread = (m["compute_images_per_s_min"], m["compute_images_per_s_max"])
+    assert spread == pytest.approx((100 / 1.4, 100 / 1.2))
     assert set(input_metrics([1.0, 1.0], None, None, 10).values()) == {None}
     assert set(input_metrics([1.0, 1.0], [0.1], [0.9], 10).values()) == {None}  # one epoch short
+
+
+def test_steady_epochs_give_digits_its_spread_and_one_epoch_gives_none():
+    spread = epoch_spread([2.0, 2.5, 4.0], n_train=100)
+    assert spread == pytest.approx({"steady_images_per_s_min": 25.0, "steady_images_per_s_max": 50.0,
+                                    "epoch_s_min": 2.0, "epoch_s_max": 4.0})
+    assert epoch_spread([2.0], n_train=100) == {} and epoch_spread([0.0, 1.0], n_train=100) == {}
 
 
 def test_device_labels_say_when_auto_fell_back_to_the_cpu():
