@@ -52,6 +52,24 @@ def where_cost(task: str, frameworks: list[str], out: Path) -> dict[str, dict]:
     return {name: costs[0] for name, costs in document["cost"]["per_framework"].items()}
 
 
+def section(rows: list[str]) -> str:
+    return "\n".join([
+        machine(1, 1, "Recording for `spotdiff where`").replace(
+            "1 interleaved pairs (A, B, A, B, ...); median (min–max); ratios are ratios of medians "
+            "(min–max of the pairwise ratios).", "one recording per framework and task."),
+        "",
+        "`python bench/where_bench.py --write BENCHMARKS.md`: round 1 of `spotdiff where TASK --hparams "
+        "aligned` (every layer output, the loss, every gradient and parameter after each update, for the "
+        "task's `where_steps`, in float32 and float64), recorders pinned to one core each, never two on "
+        "one core. wall = the recorder child's life; import = the framework's; record = both dtypes' "
+        "recording. Never part of a timed `spotdiff run`.",
+        "",
+        "| task | framework | wall s | import s | record s | peak RSS MB |",
+        "|---|---|---:|---:|---:|---:|",
+        *rows,
+    ])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--tasks", default=",".join(TASKS))
@@ -77,24 +95,9 @@ def main() -> None:
                 rows.append(f"| {task} | {name} | {cost['wall_s']:.1f} | {cost.get('import_s') or 0:.1f} | "
                             f"{cost.get('record_s') or 0:.1f} | {cost.get('peak_rss_mb') or 0:,.0f} |")
             print(rows[-1], flush=True)
-    text = "\n".join([
-        machine(1, 1, "Recording for `spotdiff where`").replace(
-            "1 interleaved pairs (A, B, A, B, ...); median (min–max); ratios are ratios of medians "
-            "(min–max of the pairwise ratios).", "one recording per framework and task."),
-        "",
-        "`python bench/where_bench.py --write BENCHMARKS.md`: round 1 of `spotdiff where TASK --hparams "
-        "aligned` (every layer output, the loss, every gradient and parameter after each update, for the "
-        "task's `where_steps`, in float32 and float64), recorders pinned to one core each, never two on "
-        "one core. wall = the recorder child's life; import = the framework's; record = both dtypes' "
-        "recording. Never part of a timed `spotdiff run`.",
-        "",
-        "| task | framework | wall s | import s | record s | peak RSS MB |",
-        "|---|---|---:|---:|---:|---:|",
-        *rows,
-    ])
-    print(text)
-    if args.write:
-        write_section(args.write, "where", text, "## Recording for `spotdiff where` (CPU)")
+        if args.write:  # after every task: a task that is stopped keeps the ones before it
+            write_section(args.write, "where", section(rows), "## Recording for `spotdiff where` (CPU)")
+    print(section(rows))
 
 
 if __name__ == "__main__":
