@@ -8,9 +8,9 @@ import time
 import pytest
 
 from spotdiff.devices import cell_device, device_label, peak_fraction
-from spotdiff.measure import split_input_wait, timed_epoch
+from spotdiff.measure import rate_spread, repeat_spread, split_input_wait, timed_epoch
 from spotdiff.report.html import _columns, _rows, summary_rows
-from spotdiff.tasks.digits.common import epoch_spread, input_metrics
+from spotdiff.tasks.digits.common import input_metrics
 
 
 def test_timed_epoch_splits_waiting_for_batches_from_the_step():
@@ -47,10 +47,10 @@ def test_input_metrics_leave_out_the_first_epoch_and_refuse_missing_data():
 
 
 def test_steady_epochs_give_digits_its_spread_and_one_epoch_gives_none():
-    spread = epoch_spread([2.0, 2.5, 4.0], n_train=100)
-    assert spread == pytest.approx({"steady_images_per_s_min": 25.0, "steady_images_per_s_max": 50.0,
-                                    "epoch_s_min": 2.0, "epoch_s_max": 4.0})
-    assert epoch_spread([2.0], n_train=100) == {} and epoch_spread([0.0, 1.0], n_train=100) == {}
+    assert rate_spread("ips", [2.0, 2.5, 4.0], 100) == pytest.approx({"ips_min": 25.0, "ips_max": 50.0})
+    assert repeat_spread("epoch_s", [2.0, 2.5, 4.0]) == {"epoch_s_min": 2.0, "epoch_s_max": 4.0}
+    assert rate_spread("ips", [2.0], 100) == {} and rate_spread("ips", [0.0, 1.0], 100) == {}
+    assert repeat_spread("epoch_s", [2.0]) == {}
 
 
 def test_device_labels_say_when_auto_fell_back_to_the_cpu():

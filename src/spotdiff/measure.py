@@ -336,3 +336,19 @@ def split_input_wait(begin_s: Sequence[float], end_s: Sequence[float],
     steps = zip(begin_s, end_s, ready_s)
     input_s = sum(min(max(ready - begin, 0.0), end - begin) for begin, end, ready in steps)
     return input_s, sum(end - begin for begin, end in zip(begin_s, end_s)) - input_s
+
+
+def repeat_spread(key: str, values: Sequence[float]) -> dict[str, float]:
+    """`key_min` / `key_max` over the repeats of one measurement (what `spotdiff compare` needs to
+    judge a change beyond noise); under two repeats there is no spread, and none is invented."""
+    if len(values) < 2:
+        return {}
+    return {f"{key}_min": float(min(values)), f"{key}_max": float(max(values))}
+
+
+def rate_spread(key: str, durations: Sequence[float], items: float) -> dict[str, float]:
+    """The spread of a rate, `items` per duration, over repeats that took `durations`."""
+    if not durations or min(durations) <= 0:
+        return {}
+    return repeat_spread(key, [items / d for d in durations])
+

@@ -18,8 +18,8 @@ from spotdiff.children import free_ports
 from spotdiff.distributed import sharding
 from spotdiff.distributed.launch import GroupResult, run_group, split_cores
 from spotdiff.distributed.plan import GroupPlan
+from spotdiff.measure import rate_spread, repeat_spread
 from spotdiff.overrides import params_for
-from spotdiff.tasks.digits.common import epoch_spread
 
 
 def group_plan(
@@ -80,7 +80,8 @@ def summarize(
         "first_epoch_s": epoch_s[0],
         "epoch_s": float(np.median(epoch_s[1:] or epoch_s)),
         "steady_from_first_epoch": len(epoch_s) == 1,
-        **epoch_spread(epoch_s[1:], images_per_epoch),
+        **rate_spread("steady_images_per_s", epoch_s[1:], images_per_epoch),
+        **repeat_spread("epoch_s", epoch_s[1:]),
         "startup_s": max(r["startup_s"] for r in group.ranks),
         "group_init_s": max(r["group_init_s"] for r in group.ranks),
         "reference_startup_s": reference.ranks[0]["startup_s"],

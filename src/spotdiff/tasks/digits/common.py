@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from spotdiff.measure import rate_spread, repeat_spread
 from spotdiff.tasks import shared
 from spotdiff.tasks.digits import models
 
@@ -57,7 +58,9 @@ def finish(
         "param_count": int(param_count),
         "forward_flops_per_image": models.forward_flops_per_image(params.model),
     }
-    metrics.update(epoch_spread(steady, n_train))
+    # the steady epochs are the repeats of a digits cell: their min–max is its spread
+    metrics.update(repeat_spread("epoch_s", steady))
+    metrics.update(rate_spread("steady_images_per_s", steady, n_train))
     metrics.update(input_metrics(epoch_s, input_s, step_s, n_train))
     series = {
         "train_loss": [float(v) for v in train_loss],
@@ -71,18 +74,6 @@ def finish(
         series["input_s"] = [float(v) for v in input_s]
         series["step_s"] = [float(v) for v in step_s]
     return metrics, series
-
-
-def epoch_spread(steady: list[float], n_train: int, prefix: str = "steady_images_per_s") -> dict[str, float]:
-    """The steady epochs are the repeats of a digits cell: their min–max is the spread of epoch_s and
-    of images/s (what `spotdiff compare` needs to judge a change beyond noise). Under two steady
-    epochs there is no spread to give, and none is invented."""
-    if len(steady) < 2 or min(steady) <= 0:
-        return {}
-    spread = {f"{prefix}_min": n_train / max(steady), f"{prefix}_max": n_train / min(steady)}
-    if prefix == "steady_images_per_s":
-        spread |= {"epoch_s_min": min(steady), "epoch_s_max": max(steady)}
-    return spread
 
 
 def input_metrics(
@@ -100,5 +91,5 @@ def input_metrics(
         "step_s": float(np.median(steady_step)),
         "input_fraction": sum(steady_input) / sum(epoch_s[first:]),
         "compute_images_per_s": n_train * len(steady_step) / step_total_s if step_total_s > 0 else None,
-        **epoch_spread(steady_step, n_train, "compute_images_per_s"),
+        **rate_spread("compute_images_per_s", steady_step, n_train),
     }
