@@ -11,6 +11,84 @@ from pathlib import Path
 
 import pytest
 
+# --- Two test processes (pytest-xdist, `-n auto` in pyproject.toml) -------------------------------
+# Every cell runs pinned to the cores its parent may use (spotdiff.children.Pin), one at a time, so a
+# single pytest process leaves all but one core idle. Each xdist worker is pinned to its own share
+# of the machine's cores at start, so its children (and theirs) never share a core with the other
+# worker's. Whole test files run in one worker (a module fixture is built once); files that share a
+# session fixture run in the same worker (SHARED_RUNS), and the longest groups start first.
+MACHINE_CORES_VAR = "SPOTDIFF_TEST_MACHINE_CORES"
+
+# Files that use one session fixture (a trained run) go to one worker, so it is built once.
+SHARED_RUNS = {
+    "exponent-matrix": ("test_exponent", "test_tensorboard"),
+    "digits-models": ("test_digits", "test_serve", "test_serve_grpc", "test_serve_logits", "test_loadtest"),
+}
+# Groups by their serial time on a 2-core machine (seconds, from --durations), longest first: a
+# worker takes the next group in this order when it runs dry, so the long ones do not start last.
+# Groups not named here follow, in collection order.
+LONGEST_FIRST = ("digits-models", "test_gpt", "test_keras", "test_port_examples", "test_where",
+                 "exponent-matrix", "test_distributed", "test_where_planted", "test_port", "test_defaults",
+                 "test_where_keras", "test_sequences", "test_debug", "test_ray_executor", "test_notebook",
+                 "test_trees", "test_custom_task", "test_failures")
+
+
+def machine_cores() -> list[int]:
+    """Every core the test session may use (a worker is pinned to its share of them)."""
+    saved = os.environ.get(MACHINE_CORES_VAR)
+    return [int(c) for c in saved.split(",")] if saved else sorted(os.sched_getaffinity(0))
+
+
+def _worker_share(cores: list[int]) -> list[int] | None:
+    """This xdist worker's cores (gw<k> of n takes every n-th core from the k-th); None outside xdist
+    or with more workers than cores."""
+    worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
+    if not worker or not count or int(count) > len(cores):
+        return None
+    return cores[int(worker.removeprefix("gw"))::int(count)]
+
+
+def pytest_configure(config) -> None:
+    cores = machine_cores()
+    os.environ[MACHINE_CORES_VAR] = ",".join(map(str, cores))
+    share = _worker_share(cores)
+    if share:
+        os.sched_setaffinity(0, share)
+
+
+def _group(nodeid: str) -> str:
+    """The xdist work unit of a test: its file, or the shared run its file uses."""
+    module = Path(nodeid.split("::", 1)[0]).stem
+    return next((name for name, files in SHARED_RUNS.items() if module in files), module)
+
+
+@pytest.hookimpl(trylast=True)  # after pytest's own reordering: groups longest first, files in order
+def pytest_collection_modifyitems(config, items) -> None:
+    rank = {name: index for index, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(_group(item.nodeid), len(rank)))  # stable: the same in every worker
+
+
+@pytest.hookimpl(optionalhook=True)  # an xdist hook: pytest -p no:xdist still loads this file
+def pytest_xdist_make_scheduler(config, log):
+    """xdist's file-by-file scheduling, with SHARED_RUNS' files as one unit (xdist's own groups,
+    --dist loadgroup, rename test ids in a way pytest 9.2 no longer reads)."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class SharedRunScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return _group(nodeid)
+
+    return SharedRunScheduling(config, log)
+
+
+@pytest.fixture
+def whole_machine():
+    """The test runs on every core of the machine (its worker's pin lifted until it ends)."""
+    share = sorted(os.sched_getaffinity(0))
+    os.sched_setaffinity(0, machine_cores())
+    yield machine_cores()
+    os.sched_setaffinity(0, share)
+
 
 @pytest.fixture(scope="session", autouse=True)
 def spotdiff_home(tmp_path_factory) -> Path:

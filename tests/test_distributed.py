@@ -20,7 +20,7 @@ from pathlib import Path
 import numpy as np
 import psutil
 import pytest
-from conftest import run_cli
+from conftest import machine_cores, run_cli
 
 from spotdiff.children import free_ports
 from spotdiff.distributed import sharding
@@ -40,8 +40,14 @@ def needs(framework: str):
     return pytest.mark.skipif(installed_version(framework) is None, reason=f"{framework} not installed")
 
 
-CORES = sorted(os.sched_getaffinity(0))
-two_cores = pytest.mark.skipif(len(CORES) < 2, reason="--workers 2 needs two cores")
+CORES = sorted(os.sched_getaffinity(0))  # this test process's share of the machine
+
+
+def two_cores(test):
+    """`--workers 2` on two cores of their own: the test runs on the whole machine (its pytest
+    worker's pin lifted), skipped where the machine has one core."""
+    test = pytest.mark.usefixtures("whole_machine")(test)
+    return pytest.mark.skipif(len(machine_cores()) < 2, reason="--workers 2 needs two cores")(test)
 
 
 def group(framework: str, workers: int, out: Path) -> GroupPlan:
@@ -217,6 +223,7 @@ def test_timeout_reaps_every_worker(tmp_path):
         (["digits", "--workers", "2", "--modes", "compile"], "--workers 2 runs the data-parallel modes only"),
     ],
 )
+@pytest.mark.usefixtures("whole_machine")  # --threads 2: both cores, as a user has them
 def test_bad_workers_setting_is_one_line_and_exit_2(args, message, tmp_path):
     proc = run_cli("run", *args, "--threads", "2", "--out", str(tmp_path / "run"))
     assert proc.returncode == 2

@@ -40,7 +40,10 @@ THREAD_ENV_VARS = {
 }
 PIN_CORES_VAR = "SPOTDIFF_PIN_CORES"  # "0,1": set by start(), applied by pin_from_env()
 PIN_THREADS_VAR = "SPOTDIFF_PIN_THREADS"
-POLL_S = 0.05
+# How often watch() calls its on_poll (memory sampling, phase deadlines): each call reads /proc for
+# the child's whole tree, CPU time taken from the machine a timed cell runs on. The child's exit is
+# seen at once (watch waits on it), not at the next poll.
+POLL_S = 0.25
 STDERR_TAIL_LINES = 20
 _pinned: dict[str, Any] = {}
 
@@ -207,7 +210,10 @@ def watch(
             if timeout_s is not None and time.perf_counter() - start_s > timeout_s:
                 stopped = True
                 break
-            time.sleep(poll_s)
+            try:
+                child.wait(poll_s)
+            except subprocess.TimeoutExpired:
+                pass
     finally:
         kill(child)  # a finished child's leftover grandchildren, or the child itself
     return stopped

@@ -214,11 +214,7 @@ def write_board_end(board: DigitsBoard, model: nnx.Module, initial: dict, probe,
 
 
 def run(cell, params, data, cell_dir: Path):
-    # The probe runs first, from the shared weights, on its own model (dropout off: a different
-    # program from training's) with its own keys: training is the same as without it.
     artifacts = {}
-    if params.parity_probe:
-        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     model = build_model(params, data, params.init, seed=cell.seed)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
     x, y = common.probe_batch(data, params.batch_size)
@@ -260,6 +256,8 @@ def run(cell, params, data, cell_dir: Path):
         step_s,
     )
     write_board_end(board, model, initial, probe, series, predictions)
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
 
 

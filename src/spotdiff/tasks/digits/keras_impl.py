@@ -217,10 +217,7 @@ def write_board_end(board: DigitsBoard, model: keras.Model, initial: dict, probe
 
 
 def run(cell, params, data, cell_dir: Path):
-    # The probe runs first, from the shared weights; seeding after it leaves training as without it.
     artifacts = {}
-    if params.parity_probe:
-        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     random.seed(cell.seed)  # Keras seeds its layers' SeedGenerators from Python's random
     np.random.seed(cell.seed)
     model = build_model(params, data, params.init)
@@ -241,6 +238,8 @@ def run(cell, params, data, cell_dir: Path):
                                     clock.test_loss, clock.test_accuracy, clock.predictions, data["y_test"],
                                     model.count_params(), clock.input_s, clock.step_s)
     write_board_end(board, model, initial, probe, series, clock.predictions)
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
 
 

@@ -55,7 +55,7 @@ class DigitsParams(BaseModel):
     )
     limit_train: int | None = Field(None, ge=1, description="use only the first N training images (tests)")
     limit_test: int | None = Field(None, ge=1, description="use only the first N test images (tests)")
-    parity_probe: bool = Field(True, description="run the shared-init parity probe before training")
+    parity_probe: bool = Field(True, description="run the shared-init parity probe after training")
     misclassified: int = Field(25, ge=0, description="misclassified test images kept for the report")
 
     def optimizer_hparams(self) -> dict[str, float]:

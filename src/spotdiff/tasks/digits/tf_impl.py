@@ -199,10 +199,7 @@ def write_board_end(
 
 
 def run(cell, params, data, cell_dir: Path):
-    # The probe runs first, from the shared weights; seeding after it leaves training as without it.
     artifacts = {}
-    if params.parity_probe:
-        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     keras.utils.set_random_seed(cell.seed)
     model = build_model(params, data, params.init)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
@@ -247,6 +244,8 @@ def run(cell, params, data, cell_dir: Path):
         clock.step_s,
     )
     write_board_end(board, model, initial, probe, series, clock.predictions)
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
 
 

@@ -5,7 +5,6 @@ the SGD update) with torch.compile, as TF `xla` and JAX `jit` compile theirs."""
 from __future__ import annotations
 
 import time
-from contextlib import nullcontext
 from pathlib import Path
 
 import numpy as np
@@ -136,28 +135,22 @@ def train_epoch(model, step, loader) -> tuple[list[torch.Tensor], float, float]:
 
 def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     """Shared init, dropout off, the task's batch order, through the cell's own mode:
-    first-batch logits, every gradient, and the loss curve of one epoch. Runs before training,
-    on its own model and optimiser; under `compile` in a throw-away compile cache, so that the
-    cell's own first epoch still compiles cold."""
-    from torch._inductor.utils import fresh_cache
-
-    with fresh_cache() if mode == "compile" else nullcontext():
-        model = build_model(params, data, "shared", dropout=False)
-        forward = torch.compile(model) if mode == "compile" else model
-        x, y = common.probe_batch(data, params.batch_size)
-        logits = forward(torch.from_numpy(x).unsqueeze(1).to(env.device()))
-        F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
-        grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
-        sgd = native_kwargs("torch", "sgd", params.optimizer_hparams())
-        optimizer = torch.optim.SGD(model.parameters(), **sgd)
-        loader = DataLoader(
-            DigitImages(data["x_train"], data["y_train"]),
-            batch_size=params.batch_size,
-            sampler=EpochOrder(data["epoch_order"][:1]),
-        )
-        losses, _, _ = train_epoch(model, make_step(model, optimizer, mode), loader)
-    if mode == "compile":
-        torch.compiler.reset()  # nothing of the probe's compiled programs is reused by training
+    first-batch logits, every gradient, and the loss curve of one epoch. Runs after training, on
+    its own model and optimiser (under `compile` its graphs are training's: the compile cache has them)."""
+    model = build_model(params, data, "shared", dropout=False)
+    forward = torch.compile(model) if mode == "compile" else model
+    x, y = common.probe_batch(data, params.batch_size)
+    logits = forward(torch.from_numpy(x).unsqueeze(1).to(env.device()))
+    F.cross_entropy(logits, torch.from_numpy(y).to(env.device())).backward()
+    grads = weights.to_neutral({n: p.grad for n, p in model.named_parameters()})
+    sgd = native_kwargs("torch", "sgd", params.optimizer_hparams())
+    optimizer = torch.optim.SGD(model.parameters(), **sgd)
+    loader = DataLoader(
+        DigitImages(data["x_train"], data["y_train"]),
+        batch_size=params.batch_size,
+        sampler=EpochOrder(data["epoch_order"][:1]),
+    )
+    losses, _, _ = train_epoch(model, make_step(model, optimizer, mode), loader)
     return common.save_probe(cell_dir, logits.detach().cpu().numpy(), grads, [float(v) for v in losses])
 
 
@@ -215,10 +208,7 @@ def write_board_end(board: DigitsBoard, model: nn.Module, initial: dict, probe, 
 
 
 def run(cell, params, data, cell_dir: Path):
-    # The probe runs first, from the shared weights; seeding after it leaves training as without it.
     artifacts = {}
-    if params.parity_probe:
-        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     torch.manual_seed(cell.seed)
     model = build_model(params, data, params.init)
     board = DigitsBoard(cell.tensorboard_dir, params, data)
@@ -265,6 +255,8 @@ def run(cell, params, data, cell_dir: Path):
         step_s,
     )
     write_board_end(board, model, initial, probe, series, predictions)
+    if params.parity_probe:  # after the timed epochs, so that the first one stays cold
+        artifacts["parity_probe"] = parity_probe(params, data, cell_dir, cell.mode)
     return metrics, series, artifacts
 
 
