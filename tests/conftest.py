@@ -40,12 +40,13 @@ def machine_cores() -> list[int]:
 
 
 def _worker_share(cores: list[int]) -> list[int] | None:
-    """This xdist worker's cores (gw<k> of n takes every n-th core from the k-th); None outside xdist
-    or with more workers than cores."""
+    """This xdist worker's cores: gw<k> of n takes every n-th core from the k-th (with more workers
+    than cores, core k mod cores: workers then share cores evenly); None outside xdist."""
     worker, count = os.environ.get("PYTEST_XDIST_WORKER"), os.environ.get("PYTEST_XDIST_WORKER_COUNT")
-    if not worker or not count or int(count) > len(cores):
+    if not worker or not count:
         return None
-    return cores[int(worker.removeprefix("gw"))::int(count)]
+    index, count = int(worker.removeprefix("gw")), int(count)
+    return cores[index::count] if count <= len(cores) else [cores[index % len(cores)]]
 
 
 def pytest_configure(config) -> None:
