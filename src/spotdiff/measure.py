@@ -351,4 +351,3 @@ def rate_spread(key: str, durations: Sequence[float], items: float) -> dict[str,
     if not durations or min(durations) <= 0:
         return {}
     return repeat_spread(key, [items / d for d in durations])
-
