@@ -104,6 +104,17 @@ def spotdiff_home(tmp_path_factory) -> Path:
         os.environ["SPOTDIFF_HOME"] = previous
 
 
+@pytest.fixture(scope="session", autouse=True)
+def shared_jax_compiles(tmp_path_factory):
+    """Every `where` and `port` recorder of the session shares one JAX compilation cache (as a user's
+    JAX_COMPILATION_CACHE_DIR would): the same small steps are recorded by many tests, and a loaded
+    executable is the compiled one. Cells still compile cold (spotdiff turns the cache off in them)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
+        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        yield
+
+
 # Real runs shared by several test files (session scope: each child starts once per test session).
 EXPONENT_STEPS = 300  # long enough to converge towards the true phi, and several timed blocks
 NATIVE = ["torch", "tensorflow", "jax"]  # Keras on every backend: tests/test_keras.py

@@ -22,10 +22,10 @@ pytestmark = pytest.mark.timeout(1800)
 KERAS_MODES = ("jax", "jax-jit", "tensorflow", "tensorflow-jit", "torch", "torch-jit")
 # One or two native cells per backend ride along, for parity and the report's Keras-on-X rows.
 NATIVE_MODES = ("eager", "jit")
-# Two digits steps an epoch: Keras' torch-jit train step recompiles (Dynamo) at each of its first
-# steps, about 8 s apiece here, in the probe's epoch and in training's.
+# One digits step an epoch and one full test batch: Keras' torch-jit train step recompiles (Dynamo)
+# at each of its first steps, and its test step at each new batch shape, several seconds apiece.
 SMALL = {"steps": 30, "block_steps": 10, "warmup_steps": 10,
-         "limit_train": 64, "limit_test": 40, "epochs": 1, "batch_size": 32}
+         "limit_train": 32, "limit_test": 32, "epochs": 1, "batch_size": 32}
 
 
 @pytest.fixture(scope="module")

@@ -31,7 +31,9 @@ def _where(tmp_path_factory, name: str, *args: str) -> dict:
 
 @pytest.fixture(scope="module")
 def rmsprop(tmp_path_factory) -> dict:
-    return _where(tmp_path_factory, "rmsprop", "exponent", "--set", "optimizer=rmsprop")
+    with pytest.MonkeyPatch.context() as patch:  # spotdiff's own cache, not the session's (conftest)
+        patch.delenv("JAX_COMPILATION_CACHE_DIR")
+        return _where(tmp_path_factory, "rmsprop", "exponent", "--set", "optimizer=rmsprop")
 
 
 @pytest.fixture(scope="module")
@@ -74,6 +76,18 @@ def test_rmsprop_writes_html_and_measures_its_cost(rmsprop):
     for name in ("torch", "tensorflow", "jax"):
         (first_round, *_) = rmsprop["cost"]["per_framework"][name]
         assert first_round["wall_s"] > 0 and first_round["peak_rss_mb"] > 50
+
+
+def test_recorders_share_one_jax_compilation_cache_in_the_run_folder(rmsprop, monkeypatch, tmp_path):
+    from spotdiff.locate.run import shared_compile_cache
+
+    cache = rmsprop["out"] / "recorders" / "jax-compile-cache"
+    assert len(list(cache.iterdir())) >= 2  # the JAX recorder's float32 and float64 steps at least
+    monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
+    assert shared_compile_cache(tmp_path) == {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-compile-cache"),
+                                              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/mine")
+    assert shared_compile_cache(tmp_path) == {}  # the user's own cache is left to JAX
 
 
 def test_report_html_includes_the_where_section_when_the_run_folder_has_where_json(rmsprop, tmp_path):

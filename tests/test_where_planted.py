@@ -27,16 +27,6 @@ CASES = [
 ]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def shared_compiles(tmp_path_factory):
-    """Every child of this module compiles the same two JAX steps (sgd, rmsprop) per dtype: JAX's
-    persistent cache, in a folder of this run, lets the first child compile and the others load."""
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
-        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-        yield
-
-
 def where(tmp_path: Path, plant: str, frameworks: str, steps: int, *sets: str) -> dict:
     args = ["where", "planted", "--task-module", str(PLANTED), "--set", f"plant={plant}",
             "--frameworks", frameworks, "--steps", str(steps)]

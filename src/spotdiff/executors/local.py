@@ -82,10 +82,12 @@ def skip_reason(cell: Cell) -> str | None:
 
 def compile_cache_env(cell_dir: Path) -> dict[str, str]:
     """Compile caches start empty in every cell (torch.compile keeps an on-disk cache between
-    runs; JAX's persistent cache is off by default), so first-step times are cold for everyone."""
+    runs; JAX's persistent cache, off by default, stays off even where the user's environment
+    turns it on), so first-step times are cold for everyone."""
     return {
         "TORCHINDUCTOR_CACHE_DIR": str(cell_dir / "compile-cache"),
         "TRITON_CACHE_DIR": str(cell_dir / "compile-cache" / "triton"),
+        "JAX_ENABLE_COMPILATION_CACHE": "false",
     }
 
 

@@ -9,6 +9,7 @@ A cause is confirmed only when its rerun removes the divergence. Children are st
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import time
 from dataclasses import dataclass, field
@@ -45,15 +46,29 @@ class Request:
     costs: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
+def shared_compile_cache(recorders: Path) -> dict[str, str]:
+    """The environment that lets every recorder of one command share JAX's persistent compilation
+    cache, in `recorders`/jax-compile-cache: a cause rerun records the same model with one setting
+    changed, so it loads most of what the first round compiled (Flax op by op: every primitive)
+    instead of compiling it again. Recorders time nothing, and a cached executable is the one that
+    was compiled, so the tensors are the same. A cache the user set (JAX_COMPILATION_CACHE_DIR) wins."""
+    if os.environ.get("JAX_COMPILATION_CACHE_DIR"):
+        return {}
+    return {"JAX_COMPILATION_CACHE_DIR": str(recorders / "jax-compile-cache"),
+            "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}  # JAX's default keeps compiles >= 1 s only
+
+
 def launch(module: str, payload: dict[str, Any], out: Path, index: int, threads: int = 1) -> tuple:
     """Start one recorder child `python -m MODULE out/request.json out` (pinned, stderr to
-    out/stderr.log); (child, out, start time) for `collect`."""
+    out/stderr.log; `out` is RECORDERS/ROUND/NAME, and every recorder under RECORDERS shares one
+    compilation cache); (child, out, start time) for `collect`."""
     out.mkdir(parents=True, exist_ok=True)
     spec_path = out / "request.json"
     spec_path.write_text(json.dumps(payload))
     (out / "answer.json").unlink(missing_ok=True)
     with open(out / "stderr.log", "wb") as err:
         child = children.start(module, [spec_path, out], pin=children.Pin.first(threads, index),
+                               env=shared_compile_cache(out.parent.parent),
                                stdout=subprocess.DEVNULL, stderr=err)
     return child, out, time.perf_counter()
 
