@@ -87,8 +87,8 @@ def test_a_jax_cell_compiles_cold_even_when_the_user_turns_jax_s_cache_on(tmp_pa
     cache = tmp_path / "jax-cache"  # what a user's JAX_COMPILATION_CACHE_DIR would be filled with
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", str(cache))
     monkeypatch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
-    exp = build_experiment({"tasks": ["exponent"], "frameworks": ["jax"], "modes": ["jit"], "variants": ["manual"],
-                            "repeats": 1, "threads": 1, "overrides": {"steps": 20}})
+    exp = build_experiment({"tasks": ["exponent"], "frameworks": ["jax"], "modes": ["jit"],
+                            "variants": ["manual"], "repeats": 1, "threads": 1, "overrides": {"steps": 20}})
     results, _ = run_experiment(exp, tmp_path / "run", render=False, index=False)
     (cell,) = results["cells"]
     assert cell["status"] == "ok", cell["error"]

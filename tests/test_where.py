@@ -84,8 +84,10 @@ def test_recorders_share_one_jax_compilation_cache_in_the_run_folder(rmsprop, mo
     cache = rmsprop["out"] / "recorders" / "jax-compile-cache"
     assert len(list(cache.iterdir())) >= 2  # the JAX recorder's float32 and float64 steps at least
     monkeypatch.delenv("JAX_COMPILATION_CACHE_DIR")
-    assert shared_compile_cache(tmp_path) == {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-compile-cache"),
-                                              "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    assert shared_compile_cache(tmp_path) == {
+        "JAX_COMPILATION_CACHE_DIR": str(tmp_path / "jax-compile-cache"),
+        "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
+    }
     monkeypatch.setenv("JAX_COMPILATION_CACHE_DIR", "/mine")
     assert shared_compile_cache(tmp_path) == {}  # the user's own cache is left to JAX
 
