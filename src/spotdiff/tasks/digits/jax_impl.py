@@ -135,8 +135,8 @@ def parity_probe(params, data, cell_dir: Path, mode: str) -> str:
     model = build_model(params, data, "shared", dropout=False)
     x, y = common.probe_batch(data, params.batch_size)
     images, labels = jnp.asarray(x[..., None]), jnp.asarray(y)
-    logits = model(images)
-    grads = nnx.grad(loss_fn)(model, images, labels)
+    logits = eval_logits(model, images)  # compiled, as training's steps are: op by op, every
+    grads = probe_grads(model, images, labels)  # operation and its gradient would compile on its own
     neutral_grads = neutral(model, params.model, grads)
     optimizer = nnx.Optimizer(
         model, optax.sgd(**native_kwargs("jax", "sgd", params.optimizer_hparams())), wrt=nnx.Param
