@@ -109,9 +109,12 @@ def shared_jax_compiles(tmp_path_factory):
     """Every `where` and `port` recorder of the session shares one JAX compilation cache (as a user's
     JAX_COMPILATION_CACHE_DIR would): the same small steps are recorded by many tests, and a loaded
     executable is the compiled one. Cells still compile cold (spotdiff turns the cache off in them)."""
+    from spotdiff.locate.run import shared_compile_cache
+
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("JAX_COMPILATION_CACHE_DIR", str(tmp_path_factory.mktemp("jax-cache")))
-        patch.setenv("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
+        patch.delenv("JAX_COMPILATION_CACHE_DIR", raising=False)  # this session's, not the shell's
+        for name, value in shared_compile_cache(tmp_path_factory.mktemp("jax-cache")).items():
+            patch.setenv(name, value)
         yield
 
 
