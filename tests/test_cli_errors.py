@@ -77,3 +77,17 @@ def test_list_shows_tasks_modes_and_versions():
     assert result.returncode == 0, result.stderr
     for word in ("exponent", "torch", "tensorflow", "jax", "session", "fused", "compile"):
         assert word in result.stdout
+
+
+@pytest.mark.parametrize("command", ["report", "export"])
+@pytest.mark.parametrize("content,expected", [
+    ("", "is empty: its run is just starting"),  # claimed by a run before its first write
+    ("{ torn", "is not valid JSON"),
+])
+def test_an_empty_or_torn_results_file_is_one_line(tmp_path, command, content, expected):
+    (tmp_path / "results.json").write_text(content, encoding="utf-8")
+    result = run_cli(command, str(tmp_path))
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout
+    (line,) = [line for line in result.stderr.splitlines() if line.strip()]
+    assert line.startswith("spotdiff: error: ") and expected in line, line

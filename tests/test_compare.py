@@ -214,18 +214,21 @@ def test_cli_exit_codes_for_ci(tmp_path):
     assert again.returncode == 1, again.stderr
 
 
-@pytest.mark.parametrize("case", ["no results", "bad json", "no common cell", "threshold", "used out"])
+@pytest.mark.parametrize("case", ["no results", "bad json", "just claimed", "no common cell", "threshold",
+                                  "used out"])
 def test_bad_input_exits_2_with_one_line(tmp_path, case):
     a = save(tmp_path / "a", make_results())
     b = save(tmp_path / "b", make_results())
     args = [str(a), str(b)]
     expected = {"no results": "no results.json", "bad json": "not valid JSON",
-                "no common cell": "no cell in common", "threshold": "--threshold",
+                "just claimed": "is empty: its run is just starting", "no common cell": "no cell in common", "threshold": "--threshold",
                 "used out": "not empty"}[case]
     if case == "no results":
         args[1] = str(tmp_path / "empty")
     elif case == "bad json":
         (b / "results.json").write_text("{ torn", encoding="utf-8")
+    elif case == "just claimed":  # a run claims results.json empty before its first write
+        (b / "results.json").write_text("", encoding="utf-8")
     elif case == "no common cell":
         save(b, {"run_id": "d", "environment": {}, "cells": [cell("torch", "eager", "sgd", task="digits")]})
     elif case == "threshold":

@@ -46,8 +46,12 @@ def load(run_dir: Path) -> dict[str, Any]:
     path = Path(run_dir) / "results.json"
     if not path.exists():
         raise UserError(f"no results.json in {run_dir}")
+    text = path.read_text(encoding="utf-8")
+    if not text.strip():  # claimed by a run that has not written its first results yet (or was killed)
+        raise UserError(f"results.json in {run_dir} is empty: its run is just starting, or was stopped "
+                        "before it wrote anything")
     try:
-        results = json.loads(path.read_text(encoding="utf-8"))
+        results = json.loads(text)
     except json.JSONDecodeError as error:
         raise UserError(f"results.json in {run_dir} is not valid JSON: {error}") from None
     if not isinstance(results, dict) or "cells" not in results:

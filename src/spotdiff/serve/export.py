@@ -9,6 +9,7 @@ from pathlib import Path
 
 from spotdiff import children
 from spotdiff.errors import UserError
+from spotdiff.record import results as results_file
 
 FORMATS = {
     "torch": ("pt2", "aoti", "onnx"),
@@ -42,7 +43,7 @@ def exportable_cells(run_dir: Path) -> list[dict]:
     if not results_path.is_file():
         raise UserError(f"no results.json in {run_dir}; pass a run directory written by `spotdiff run`")
     chosen: dict[str, dict] = {}
-    for cell in json.loads(results_path.read_text()).get("cells", []):
+    for cell in results_file.load(run_dir)["cells"]:  # a torn or empty file: one UserError line
         weights = (cell.get("artifacts") or {}).get("weights")
         if (
             cell.get("status") == "ok"
