@@ -221,7 +221,8 @@ def test_bad_input_exits_2_with_one_line(tmp_path, case):
     b = save(tmp_path / "b", make_results())
     args = [str(a), str(b)]
     expected = {"no results": "no results.json", "bad json": "not valid JSON",
-                "just claimed": "is empty: its run is just starting", "no common cell": "no cell in common", "threshold": "--threshold",
+                "just claimed": "is empty: its run is just starting",
+                "no common cell": "no cell in common", "threshold": "--threshold",
                 "used out": "not empty"}[case]
     if case == "no results":
         args[1] = str(tmp_path / "empty")
